@@ -1,0 +1,21 @@
+"""The ``spotcheck`` command: a thin composition of each package's own typer commands."""
+
+from __future__ import annotations
+
+import typer
+
+from features.cli import app as features_app
+
+app = typer.Typer(
+    name="spotcheck",
+    help="Find online stores that sell counterfeits and decide which to test-buy.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+for sub_app in (features_app,):
+    app.registered_commands.extend(sub_app.registered_commands)
+
+
+if __name__ == "__main__":
+    app()
