@@ -41,7 +41,7 @@ def find_table_source(directory: Path, table: str) -> Path | None:
     return None
 
 
-def _scan_sql(source: Path) -> str:
+def scan_sql(source: Path) -> str:
     """SQL table function that scans ``source`` (Parquet file, Parquet folder or CSV)."""
     path = str(source).replace("'", "''")
     if source.is_dir():
@@ -52,16 +52,36 @@ def _scan_sql(source: Path) -> str:
     return f"read_parquet('{path}')"
 
 
-def typed_select_sql(table: Table, source_view: str) -> str:
-    """SELECT that casts a raw view's contract columns to their contract types."""
+def typed_select_sql(
+    table: Table, source_view: str, raw_types: dict[str, str] | None = None
+) -> str:
+    """SELECT that casts a raw view's contract columns to their contract types.
+
+    ``raw_types`` (column -> DuckDB type as read) lets columns that already have the target
+    type skip the cast: casting through TIMESTAMPTZ converts every value via ICU time zones
+    and costs ~20x a plain read, so instants are converted with ``epoch_us`` arithmetic.
+    """
+    raw_types = raw_types or {}
     exprs = []
     for col in table.columns:
         target = DUCKDB_TYPES[col.kind]
         name = f'"{col.name}"'
-        if col.kind == "timestamp":
-            # Parquet may carry TIMESTAMP WITH TIME ZONE; the session is UTC, so this
-            # yields naive UTC timestamps either way.
-            exprs.append(f"CAST(CAST({name} AS TIMESTAMPTZ) AS TIMESTAMP) AS {name}")
+        raw_type = raw_types.get(col.name)
+        if raw_type == target:
+            exprs.append(name)
+        elif col.kind == "timestamp" and raw_type in (
+            "TIMESTAMP_NS",
+            "TIMESTAMP_MS",
+            "TIMESTAMP_S",
+        ):
+            exprs.append(f"CAST({name} AS TIMESTAMP) AS {name}")  # naive: UTC by contract
+        elif col.kind == "timestamp":
+            # Parquet may carry TIMESTAMP WITH TIME ZONE and CSV offsets; both are instants,
+            # whose UTC wall time is their epoch microseconds.
+            instant = (
+                name if raw_type == "TIMESTAMP WITH TIME ZONE" else f"CAST({name} AS TIMESTAMPTZ)"
+            )
+            exprs.append(f"make_timestamp(epoch_us({instant})) AS {name}")
         else:
             exprs.append(f"CAST({name} AS {target}) AS {name}")
     return f"SELECT {', '.join(exprs)} FROM {source_view}"
@@ -104,12 +124,14 @@ def open_histories(
                 f"table {name!r}: missing; expected {name}.parquet, {name}.csv or a "
                 f"folder {name}/ of Parquet files in {str(directory)!r}"
             )
-        con.execute(f"CREATE OR REPLACE VIEW raw_{name} AS SELECT * FROM {_scan_sql(source)}")
-        present = {row[0] for row in con.execute(f"DESCRIBE raw_{name}").fetchall()}
+        con.execute(f"CREATE OR REPLACE VIEW raw_{name} AS SELECT * FROM {scan_sql(source)}")
+        present = {row[0]: row[1] for row in con.execute(f"DESCRIBE raw_{name}").fetchall()}
         missing = [c for c in table.column_names if c not in present]
         if missing:
             raise HistoriesError(
                 f"table {name!r} ({source.name}): missing column(s) {', '.join(missing)}"
             )
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS {typed_select_sql(table, f'raw_{name}')}")
+        con.execute(
+            f"CREATE OR REPLACE VIEW {name} AS {typed_select_sql(table, f'raw_{name}', present)}"
+        )
     return con

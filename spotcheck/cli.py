@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from features.cli import app as features_app
+from training.cli import app as training_app
 
 app = typer.Typer(
     name="spotcheck",
@@ -13,7 +14,14 @@ app = typer.Typer(
     add_completion=False,
 )
 
-for sub_app in (features_app,):
+
+@app.callback()
+def main() -> None:
+    """Find online stores that sell counterfeits and decide which to test-buy."""
+    # A callback keeps `spotcheck COMMAND` a group even while only one command is registered.
+
+
+for sub_app in (features_app, training_app):
     app.registered_commands.extend(sub_app.registered_commands)
 
 
