@@ -1,0 +1,167 @@
+"""Fast checks of the training stages: split, link leakage, calibration, metrics, contract."""
+
+from __future__ import annotations
+
+import json
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.isotonic import IsotonicRegression
+
+from features.model_contract import (
+    CounterfeitScorer,
+    ModelContractError,
+    apply_calibrator,
+    category_levels,
+    encode_features,
+)
+from features.spec import Feature, FeatureSpec
+from training.baselines import price_rule_scores
+from training.calibration import fit_calibrator
+from training.dataset import (
+    LABEL,
+    TIME,
+    TrainingData,
+    TrainingDataError,
+    load_own_data,
+    split,
+)
+from training.evaluate import at_budget, expected_calibration_error, ranking_metrics
+from training.settings import load_settings
+
+
+def _data(n: int = 400, positives_every: int = 5, timed: bool = True) -> TrainingData:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "store_id": [f"s{i:04d}" for i in range(n)],
+            "x": rng.normal(size=n),
+            LABEL: (np.arange(n) % positives_every == 0).astype("int64"),
+        }
+    )
+    if timed:
+        # Ties on purpose: a period boundary must never split one timestamp.
+        frame.insert(1, TIME, pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(n) // 4, "D"))
+    spec = FeatureSpec((Feature("x", "custom", "float", "x"),))
+    return TrainingData(frame, spec, "test", None)
+
+
+def test_time_split_tests_on_the_most_recent_labels():
+    parts = split(_data(), seed=0, settings=load_settings())
+    assert parts.method == "time"
+    assert parts.train[TIME].max() < parts.validation[TIME].min()
+    assert parts.validation[TIME].max() < parts.test[TIME].min()
+    assert len(parts.train) + len(parts.validation) + len(parts.test) == 400
+    assert 0.15 <= len(parts.test) / 400 <= 0.25
+
+
+def test_stratified_split_without_label_times_is_seeded_and_keeps_both_classes():
+    data = _data(timed=False)
+    a = split(data, seed=1, settings=load_settings())
+    b = split(data, seed=1, settings=load_settings())
+    c = split(data, seed=2, settings=load_settings())
+    assert a.method == "stratified"
+    pd.testing.assert_frame_equal(a.test, b.test)
+    assert not a.test["store_id"].equals(c.test["store_id"])
+    for part in a.parts().values():
+        assert part[LABEL].mean() == pytest.approx(0.2, abs=0.02)
+
+
+def test_a_period_without_enough_positives_is_named():
+    data = _data()
+    late = data.frame[TIME] >= data.frame[TIME].quantile(0.8)
+    frame = data.frame.assign(**{LABEL: np.where(late, 0, data.frame[LABEL])})
+    with pytest.raises(TrainingDataError, match="the test set .* holds 0 positive labels"):
+        split(TrainingData(frame, data.spec, "test", None), seed=0, settings=load_settings())
+
+
+def test_own_link_features_never_see_the_rows_own_label(make_data, tmp_path):
+    data = make_data(tmp_path / "d", n_stores=600, seed=1)
+    before = load_own_data(data.features, data.labels, data.links).frame
+    labels = pd.read_parquet(data.labels)
+    target = before.loc[before["link_linked_stores"] > 0, "store_id"].iloc[0]
+    labels.loc[labels["store_id"] == target, LABEL] ^= 1
+    labels.to_parquet(data.labels)
+    after = load_own_data(data.features, data.labels, data.links).frame
+    link_columns = [c for c in before.columns if c.startswith("link_")]
+    row_before = before.set_index("store_id").loc[target, link_columns]
+    row_after = after.set_index("store_id").loc[target, link_columns]
+    pd.testing.assert_series_equal(row_before, row_after)
+    # ...while the label does reach linked stores labelled later.
+    assert not before[link_columns].equals(after[link_columns])
+
+
+def test_calibration_is_isotonic_with_many_positives_and_sigmoid_with_few():
+    rng = np.random.default_rng(3)
+    raw = rng.normal(size=2000)
+    y = (rng.random(2000) < 1 / (1 + np.exp(-2 * raw))).astype(int)
+    iso = fit_calibrator(raw, y, sigmoid_below_positives=50)
+    assert iso["method"] == "isotonic"
+    reference = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, y)
+    probe = np.linspace(-4, 4, 101)
+    np.testing.assert_allclose(apply_calibrator(iso, probe), reference.predict(probe))
+    few = fit_calibrator(raw[:200], y[:200], sigmoid_below_positives=10_000)
+    assert few["method"] == "sigmoid" and few["a"] > 0
+    p = apply_calibrator(few, probe)
+    assert np.all(np.diff(p) > 0) and p.min() > 0 and p.max() < 1
+
+
+def test_budget_metrics_and_calibration_error_by_hand():
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1])
+    scores = np.arange(10, 0, -1, dtype=float)  # ranked in input order
+    assert at_budget(y, scores, 2) == (0.5, pytest.approx(1 / 3))
+    assert at_budget(y, scores, 3) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
+    metrics = ranking_metrics(y, scores, budget=3)
+    assert metrics["precision_at_budget"] == pytest.approx(2 / 3)
+    assert metrics["precision_at_1pct"] == 1.0  # 1% of 10 stores rounds up to one store
+    assert expected_calibration_error(np.array([0, 1, 0, 1]), np.full(4, 0.5)) == 0
+    assert expected_calibration_error(np.array([1, 1]), np.array([0.2, 0.2])) == pytest.approx(0.8)
+
+
+def test_price_rule_ranks_cheapest_first_and_missing_last():
+    frame = pd.DataFrame({"price": [1.0, 0.3, np.nan, 0.6]})
+    order = np.argsort(-price_rule_scores(frame, "price"))
+    assert order.tolist() == [1, 3, 0, 2]
+
+
+@pytest.fixture
+def tiny_scorer() -> CounterfeitScorer:
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "n": rng.integers(0, 5, 300),
+            "flag": rng.random(300) < 0.5,
+            "kind": rng.choice(["a", "b"], 300),
+        }
+    )
+    y = ((frame["n"] > 2) & (frame["kind"] == "a")).astype(int)
+    spec = FeatureSpec(
+        (
+            Feature("n", "custom", "int", "n", "higher", "n is {value}"),
+            Feature("flag", "custom", "bool", "flag", "none", "flag is {value}"),
+            Feature("kind", "custom", "category", "kind", "none", "kind is {value}"),
+        )
+    )
+    levels = category_levels(frame, spec)
+    dataset = lgb.Dataset(encode_features(frame, spec, levels), y, categorical_feature=[2])
+    booster = lgb.train({"verbosity": -1, "min_data_in_leaf": 5}, dataset, num_boost_round=20)
+    return CounterfeitScorer.from_parts(
+        booster, {"method": "sigmoid", "a": 1, "b": 0}, spec, levels
+    )
+
+
+def test_contract_names_missing_columns(tiny_scorer):
+    with pytest.raises(ModelContractError, match="flag, kind"):
+        tiny_scorer.predict(None, pd.DataFrame({"n": [1]}))
+
+
+def test_contract_treats_unseen_categories_as_missing_and_shows_counts_as_ints(tiny_scorer):
+    rows = pd.DataFrame({"n": [4, 4, 4], "flag": [True, True, True], "kind": ["zzz", None, "a"]})
+    out = tiny_scorer.predict(None, rows)
+    assert out.loc[0, "score"] == out.loc[1, "score"]  # unseen level == missing
+    assert out.loc[2, "score"] > out.loc[1, "score"]
+    reasons = json.loads(out.loc[2, "reasons"])
+    n_reason = next(r for r in reasons if r["feature"] == "n")
+    assert n_reason["value"] == 4 and n_reason["text"] == "n is 4"

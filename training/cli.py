@@ -1,0 +1,254 @@
+"""typer commands of the training package: ``train``, ``score`` and ``promote``.
+
+Thin wrappers: parse options, call ``training.train`` / ``training.score`` /
+``training.registry``, print. Expected failures print ``error: ...`` and exit 1;
+``promote`` exits 3 when the gates reject the challenger. Heavy modules are imported inside
+the commands so that ``spotcheck --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+HistoriesOpt = Annotated[
+    Path | None, typer.Option("--histories", help="Store-histories directory.", show_default=False)
+]
+FeaturesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--features",
+        help="Your own feature table (Parquet/CSV): store_id + numeric/categorical columns.",
+        show_default=False,
+    ),
+]
+LinksOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--links", help="Store links: store_id, linked_store_id[, kind].", show_default=False
+    ),
+]
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean bad input or environment, shown without a traceback."""
+    from mlflow.exceptions import MlflowException
+
+    from features.histories import HistoriesError
+    from features.model_contract import ModelContractError
+    from features.spec import FeatureSpecError
+    from training.dataset import TrainingDataError
+    from training.registry import PromotionError
+    from training.tracking import TrackingError
+
+    errors: list[type[BaseException]] = [
+        MlflowException,
+        HistoriesError,
+        ModelContractError,
+        FeatureSpecError,
+        TrainingDataError,
+        PromotionError,
+        TrackingError,
+    ]
+    from features.build import FeatureBuildError
+    from features.links import LinkGraphError
+    from features.validation import ContractViolationError
+
+    return (*errors, FeatureBuildError, LinkGraphError, ContractViolationError)
+
+
+def _quiet_mlflow() -> None:
+    """Batch use: no per-file download progress bars from MLflow (a user's setting wins)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(1)
+
+
+def _one_input(histories: Path | None, features: Path | None) -> None:
+    if (histories is None) == (features is None):
+        raise _fail("give exactly one of --histories DIR or --features FILE")
+
+
+def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = list(metrics)
+    table = Table(title="holdout (test) metrics")
+    table.add_column("metric")
+    for name in names:
+        table.add_column(name, justify="right")
+    keys = [k for k in metrics["model"] if k in ("roc_auc", "pr_auc", "brier", "ece")]
+    keys += [k for k in metrics["model"] if k.startswith(("precision_at", "recall_at"))]
+    for key in keys:
+        cells = [metrics[n].get(key) for n in names]
+        table.add_row(key, *("–" if c is None or c != c else f"{c:.4f}" for c in cells))
+    Console(stderr=True).print(table)
+
+
+@app.command()
+def train(
+    histories: HistoriesOpt = None,
+    features: FeaturesOpt = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labels for --features: store_id, is_counterfeit (0/1)[, labeled_at].",
+            show_default=False,
+        ),
+    ] = None,
+    links: LinksOpt = None,
+    price_column: Annotated[
+        str | None,
+        typer.Option(
+            help="Feature for the price-rule baseline (lower = riskier); "
+            "default price_to_reference_median if present.",
+            show_default=False,
+        ),
+    ] = None,
+    trials: Annotated[int, typer.Option(min=0, help="Optuna trials to run now.")] = 20,
+    timeout: Annotated[
+        float | None,
+        typer.Option(min=1, help="Stop starting trials after SECONDS.", show_default=False),
+    ] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="MLflow experiment (default: spotcheck).")
+    ] = None,
+    model_name: Annotated[
+        str | None,
+        typer.Option(help="Registered model name (default: counterfeit-store-classifier)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the split, Optuna and LightGBM.")] = 0,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="Optuna storage URL shared by workers (default: sqlite:///optuna.db)."),
+    ] = None,
+    study_name: Annotated[
+        str | None,
+        typer.Option(help="Optuna study to resume (default: experiment + data digest)."),
+    ] = None,
+    budget: Annotated[
+        int, typer.Option(min=1, help="Absolute spot-check budget for precision/recall.")
+    ] = 50,
+    n_jobs: Annotated[
+        int, typer.Option(min=1, help="Parallel trials (results then depend on timing).")
+    ] = 1,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a machine-readable summary.")
+    ] = False,
+) -> None:
+    """Tune, train, calibrate and register a model as @challenger; print its models:/ URI."""
+    _one_input(histories, features)
+    if features is not None and labels is None:
+        raise _fail("--features needs --labels FILE")
+    if histories is not None and (labels is not None or links is not None):
+        raise _fail("--labels/--links go with --features; histories carry their own")
+    _quiet_mlflow()
+    from training.train import TrainRequest
+    from training.train import train as run_training
+
+    request = TrainRequest(
+        histories=histories,
+        features=features,
+        labels=labels,
+        links=links,
+        price_column=price_column,
+        trials=trials,
+        timeout=timeout,
+        experiment=experiment,
+        model_name=model_name,
+        seed=seed,
+        storage=storage,
+        study_name=study_name,
+        budget=budget,
+        n_jobs=n_jobs,
+    )
+    try:
+        result = run_training(request)
+    except _expected_errors() as exc:
+        raise _fail(str(exc)) from exc
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=1, default=str))
+        return
+    _print_metrics(result.metrics)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(result.model_uri)
+
+
+@app.command()
+def score(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="models:/NAME@champion, models:/NAME/3 or runs:/RUN_ID/model.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).", show_default=False)],
+    histories: HistoriesOpt = None,
+    features: FeaturesOpt = None,
+    links: LinksOpt = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Known labels counted by link features (with --features).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Score every store: store_id, score, rank and its top reasons."""
+    _one_input(histories, features)
+    if histories is not None and (labels is not None or links is not None):
+        raise _fail("--labels/--links go with --features; histories carry their own")
+    _quiet_mlflow()
+    from training import score as scoring
+    from training.settings import load_settings
+    from training.tracking import connect
+
+    try:
+        connect(load_settings().tracking_uri)
+        loaded = scoring.load_model(model)
+        if histories is not None:
+            table = scoring.features_from_histories(histories)
+        else:
+            table = scoring.features_from_files(features, links, labels)
+        scored = scoring.score_stores(loaded, table)
+        path = scoring.write_table(scored, out)
+    except _expected_errors() as exc:
+        raise _fail(str(exc)) from exc
+    typer.echo(f"scored {len(scored)} stores with {model} -> {path}", err=True)
+
+
+@app.command()
+def promote(
+    model_name: Annotated[
+        str | None,
+        typer.Option(help="Registered model name (default: counterfeit-store-classifier)."),
+    ] = None,
+) -> None:
+    """Compare @challenger with @champion; exit 0 if promoted, 3 if rejected, 1 on error."""
+    _quiet_mlflow()
+    from training import registry
+    from training.settings import EXIT_REJECTED, load_settings
+    from training.tracking import connect
+
+    settings = load_settings()
+    name = model_name or settings.model_name
+    try:
+        client = connect(settings.tracking_uri)
+        decision = registry.promote(client, name, settings.ece_threshold)
+    except _expected_errors() as exc:
+        raise _fail(str(exc)) from exc
+    verdict = "promoted" if decision.promoted else "rejected"
+    typer.echo(f"{name} v{decision.challenger_version}: {verdict} ({decision.reason})")
+    if not decision.promoted:
+        raise typer.Exit(EXIT_REJECTED)

@@ -1,0 +1,448 @@
+"""Training data: load a team's own files or build from histories, check them, split by time.
+
+Every path ends in a ``TrainingData``: one row per label with ``store_id``, ``as_of`` (the
+label time, when labels carry one), the FeatureSpec's columns and ``is_counterfeit``. The
+split keeps the most recent labels for the test set, the period before them for validation
+(early stopping, the Optuna objective and the calibrator) and trains on the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.spec import Feature, FeatureSpec
+from training.settings import TEST_FRACTION, VALIDATION_FRACTION, Settings
+
+LABEL = "is_counterfeit"
+TIME = "as_of"
+KEY = "store_id"
+PRICE_FEATURE = "price_to_reference_median"
+LINK_PREFIX = "link_"
+# Columns of a team's feature file that are never features.
+RESERVED = (KEY, TIME, LABEL, "labeled_at")
+
+
+class TrainingDataError(ValueError):
+    """Training input is unusable; the message says what, where and how many."""
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Labelled feature rows ready to split.
+
+    Attributes:
+        frame: ``store_id``, optional ``as_of``, ``spec.names`` and ``is_counterfeit``,
+            sorted by (``as_of``,) ``store_id`` so input order never changes a result.
+        spec: FeatureSpec of the feature columns.
+        source: Where the data came from (paths), for MLflow.
+        price_column: Feature the price-rule baseline ranks by (lower = riskier), or None.
+    """
+
+    frame: pd.DataFrame
+    spec: FeatureSpec
+    source: str
+    price_column: str | None
+
+    @property
+    def timed(self) -> bool:
+        """True when every row carries its label time."""
+        return TIME in self.frame.columns and bool(self.frame[TIME].notna().all())
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 over column names, dtypes and every value of the frame."""
+        return frame_digest(self.frame)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train / validation / test rows and how they were cut.
+
+    Attributes:
+        train: Rows the booster is fit on.
+        validation: Later rows: early stopping, Optuna objective, calibration fit.
+        test: The most recent rows (or a stratified sample without label times).
+        method: ``time`` or ``stratified``.
+    """
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    method: str
+
+    def parts(self) -> dict[str, pd.DataFrame]:
+        """The three parts by name."""
+        return {"train": self.train, "validation": self.validation, "test": self.test}
+
+    def describe(self) -> dict[str, object]:
+        """Sizes, positives and (for a time split) periods of each part, for logging."""
+        out: dict[str, object] = {"split_method": self.method}
+        for name, part in self.parts().items():
+            out[f"{name}_rows"] = len(part)
+            out[f"{name}_positives"] = int(part[LABEL].sum())
+            if self.method == "time":
+                out[f"{name}_from"] = str(part[TIME].min())
+                out[f"{name}_to"] = str(part[TIME].max())
+        return out
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """Content hash of a frame: equal data gives an equal digest on any machine."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[c, str(frame[c].dtype)] for c in frame.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _examples(values: pd.Series | list, n: int = 5) -> str:
+    return ", ".join(map(str, list(values)[:n]))
+
+
+def read_table(path: str | Path, what: str) -> pd.DataFrame:
+    """Read a Parquet or CSV file (chosen by extension); ids are read as strings.
+
+    Args:
+        path: ``.parquet`` or ``.csv`` file.
+        what: What the file is (``features``, ``labels``, ``links``), for messages.
+
+    Raises:
+        TrainingDataError: Missing file or unknown extension.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingDataError(f"{what} file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif suffix == ".csv":
+        frame = pd.read_csv(path, dtype={KEY: str, "linked_store_id": str})
+    else:
+        raise TrainingDataError(f"{what} file {path} must be .parquet or .csv, not {suffix!r}")
+    for column in (KEY, "linked_store_id"):
+        if column in frame.columns:
+            frame[column] = frame[column].astype("str").where(frame[column].notna())
+    return frame
+
+
+def check_keys(frame: pd.DataFrame, what: str, path: str | Path) -> None:
+    """Raise unless ``frame`` has a non-null, unique ``store_id`` column.
+
+    Args:
+        frame: Features or labels as read.
+        what: Table name for messages.
+        path: File the table came from.
+    """
+    if KEY not in frame.columns:
+        raise TrainingDataError(
+            f"{what} file {path} has no '{KEY}' column; columns: {_examples(frame.columns, 12)}"
+        )
+    nulls = int(frame[KEY].isna().sum())
+    if nulls:
+        raise TrainingDataError(f"{what} file {path}: {nulls} rows have an empty {KEY}")
+    dupes = frame.loc[frame[KEY].duplicated(keep=False), KEY]
+    if len(dupes):
+        raise TrainingDataError(
+            f"{what} file {path} has {len(dupes)} rows for {dupes.nunique()} duplicated "
+            f"{KEY} values (one row per store expected), e.g. {_examples(dupes.unique())}"
+        )
+
+
+def feature_spec_for(frame: pd.DataFrame, columns: list[str]) -> FeatureSpec:
+    """FeatureSpec of a team's own feature columns (group ``custom``).
+
+    Numeric and boolean columns keep their type; text columns become categories.
+
+    Raises:
+        TrainingDataError: A column holds timestamps (convert them to a number first).
+    """
+    features = []
+    for name in columns:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            raise TrainingDataError(
+                f"feature column {name!r} holds timestamps; convert it to a number "
+                "(e.g. age in days) first"
+            )
+        if pd.api.types.is_bool_dtype(column):
+            dtype, template = "bool", "{name} = {value}"
+        elif pd.api.types.is_integer_dtype(column):
+            dtype, template = "int", "{name} = {value}"
+        elif pd.api.types.is_numeric_dtype(column):
+            dtype, template = "float", "{name} = {value:.4g}"
+        else:
+            dtype, template = "category", "{name} is {value}"
+        features.append(Feature(name, "custom", dtype, name, "none", template))
+    return FeatureSpec(tuple(features))
+
+
+def check_labels(labels: pd.DataFrame, stores: pd.Series | None, path: str | Path) -> pd.DataFrame:
+    """Validate a team's labels and return ``store_id``, ``is_counterfeit`` (+ ``labeled_at``).
+
+    Args:
+        labels: Labels as read.
+        stores: ``store_id`` values of the feature table; None skips the unknown-store check
+            (known labels used only as link evidence may name stores no longer listed).
+        path: Labels file, for messages.
+
+    Raises:
+        TrainingDataError: Missing columns, values other than 0/1, duplicate stores,
+            unparsable times or labels for stores absent from the features.
+    """
+    check_keys(labels, "labels", path)
+    if LABEL not in labels.columns:
+        raise TrainingDataError(f"labels file {path} has no '{LABEL}' column")
+    values = pd.to_numeric(labels[LABEL], errors="coerce")
+    bad = labels.loc[~values.isin([0, 1]), KEY]
+    if len(bad):
+        raise TrainingDataError(
+            f"labels file {path}: {len(bad)} rows have {LABEL} other than 0 or 1, "
+            f"e.g. stores {_examples(bad)}"
+        )
+    out = pd.DataFrame({KEY: labels[KEY], LABEL: values.astype("int64")})
+    if "labeled_at" in labels.columns:
+        times = pd.to_datetime(labels["labeled_at"], errors="coerce", utc=True)
+        bad = labels.loc[times.isna(), KEY]
+        if len(bad):
+            raise TrainingDataError(
+                f"labels file {path}: {len(bad)} rows have an empty or unparsable labeled_at, "
+                f"e.g. stores {_examples(bad)}"
+            )
+        out["labeled_at"] = times.dt.tz_localize(None)
+    unknown = out.loc[~out[KEY].isin(set(stores)), KEY] if stores is not None else []
+    if len(unknown):
+        raise TrainingDataError(
+            f"labels file {path} has {len(unknown)} labels for stores not in the features, "
+            f"e.g. {_examples(unknown)}"
+        )
+    return out
+
+
+def check_links(links: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Return the link columns (ids, optional kind and times) or raise naming what is missing."""
+    missing = [c for c in (KEY, "linked_store_id") if c not in links.columns]
+    if missing:
+        raise TrainingDataError(f"links file {path} lacks column(s) {', '.join(missing)}")
+    optional = ("kind", "linked_at", "unlinked_at")
+    return links[[KEY, "linked_store_id", *(c for c in optional if c in links.columns)]]
+
+
+def _pick_price_column(spec: FeatureSpec, price_column: str | None) -> str | None:
+    if price_column is None:
+        return PRICE_FEATURE if PRICE_FEATURE in spec.names else None
+    if price_column not in spec.names or spec[price_column].dtype == "category":
+        raise TrainingDataError(f"--price-column {price_column!r} is not a numeric feature column")
+    return price_column
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    by = [TIME, KEY] if TIME in frame.columns else [KEY]
+    return frame.sort_values(by, kind="stable").reset_index(drop=True)
+
+
+def load_own_data(
+    features_path: str | Path,
+    labels_path: str | Path,
+    links_path: str | Path | None = None,
+    price_column: str | None = None,
+) -> TrainingData:
+    """Load a team's own feature, label and (optional) link files for training.
+
+    Link features are added with ``features.links.add_link_features``, counting only the
+    given labels, only those labelled before a row's label time, never the row's own label.
+
+    Args:
+        features_path: ``store_id`` plus numeric or string-categorical feature columns.
+        labels_path: ``store_id``, ``is_counterfeit`` (0/1), optional ``labeled_at``.
+        links_path: ``store_id``, ``linked_store_id``, optional ``kind``.
+        price_column: Feature the price-rule baseline uses (default
+            ``price_to_reference_median`` when present, else the baseline is skipped).
+
+    Returns:
+        One row per labelled store.
+
+    Raises:
+        TrainingDataError: For any unusable input, before anything is trained.
+    """
+    features = read_table(features_path, "features")
+    check_keys(features, "features", features_path)
+    for column in (LABEL, "labeled_at"):
+        if column in features.columns:
+            raise TrainingDataError(
+                f"features file {features_path} contains the label column {column!r}; "
+                "labels go in the labels file so no feature can see the label it predicts"
+            )
+    columns = [c for c in features.columns if c not in RESERVED]
+    if not columns:
+        raise TrainingDataError(f"features file {features_path} has no feature columns")
+    spec = feature_spec_for(features, columns)
+    labels = check_labels(read_table(labels_path, "labels"), features[KEY], labels_path)
+    rows = labels.merge(features[[KEY, *columns]], on=KEY, how="left", validate="one_to_one")
+    if "labeled_at" in rows.columns:
+        rows = rows.rename(columns={"labeled_at": TIME})
+    if links_path is not None:
+        links = check_links(read_table(links_path, "links"), links_path)
+        rows, spec = _with_links(rows, features, spec, links, labels)
+    frame = rows[[c for c in (KEY, TIME) if c in rows.columns] + spec.names + [LABEL]]
+    source = f"features={features_path}; labels={labels_path}"
+    if links_path is not None:
+        source += f"; links={links_path}"
+    return TrainingData(_sorted(frame), spec, source, _pick_price_column(spec, price_column))
+
+
+def own_link_features(
+    rows: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    links: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    spec: FeatureSpec,
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """Link-graph features for a team's rows, the same way in training and scoring.
+
+    Counts (linked stores, known counterfeit neighbours, ring) are computed per row, as of
+    the row's ``as_of`` when it has one, so only labels known before it count and never the
+    row's own. Neighbour means and maxima of the team's numeric features come from the
+    team's one-row-per-store snapshot, which has no history to be point-in-time about.
+
+    Args:
+        rows: ``store_id`` and optional ``as_of``: the rows that get features.
+        snapshot: The team's feature table (``store_id`` + ``spec`` columns).
+        links: ``store_id``, ``linked_store_id``, optional ``kind`` (and link times).
+        labels: Known labels (``store_id``, ``is_counterfeit``, ``labeled_at`` when rows
+            have ``as_of``), or None.
+        spec: FeatureSpec of the snapshot's feature columns.
+
+    Returns:
+        ``rows``' key columns plus the link columns (same row order), and their spec.
+    """
+    from features.links import add_link_features
+
+    keys = [c for c in (KEY, TIME) if c in rows.columns]
+    counted, count_spec = add_link_features(
+        rows[keys].reset_index(drop=True), links, labels, neighbour_columns=[], prefix=LINK_PREFIX
+    )
+    numeric = [f.name for f in spec if f.dtype != "category"]
+    neighbours, neighbour_spec = add_link_features(
+        snapshot[[KEY, *numeric]], links, None, prefix=LINK_PREFIX, base_spec=spec
+    )
+    aggregates = [n for n in neighbour_spec.names if n.startswith(f"{LINK_PREFIX}nb_")]
+    out = counted.merge(neighbours[[KEY, *aggregates]], on=KEY, how="left", validate="many_to_one")
+    return out, count_spec + neighbour_spec.select(aggregates)
+
+
+def _with_links(
+    rows: pd.DataFrame,
+    features: pd.DataFrame,
+    spec: FeatureSpec,
+    links: pd.DataFrame,
+    labels: pd.DataFrame,
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """Add link features to labelled rows (``as_of`` = label time when known)."""
+    linked, link_spec = own_link_features(rows, features, links, labels, spec)
+    keys = [c for c in (KEY, TIME) if c in rows.columns]
+    out = rows.merge(linked, on=keys, how="left", validate="one_to_one")
+    return out, spec + link_spec
+
+
+def load_histories(directory: str | Path) -> TrainingData:
+    """Build point-in-time training rows (one per label) from a histories directory.
+
+    The feature builder validates the directory first; every row's features use only
+    events before its label time.
+    """
+    from features.build import build_training_table
+    from features.histories import open_histories
+
+    directory = Path(directory)
+    features, spec = build_training_table(directory)
+    con = open_histories(directory, tables=("labels",))
+    labels = con.execute(f"SELECT store_id, labeled_at AS {TIME}, {LABEL} FROM labels").fetch_df()
+    frame = features.merge(labels, on=[KEY, TIME], how="left", validate="one_to_one")
+    if frame[LABEL].isna().any():
+        raise TrainingDataError(f"{directory}: some feature rows do not match a label")
+    frame[LABEL] = frame[LABEL].astype("int64")
+    frame = frame[[KEY, TIME, *spec.names, LABEL]]
+    price = PRICE_FEATURE if PRICE_FEATURE in spec.names else None
+    return TrainingData(_sorted(frame), spec, f"histories={directory}", price)
+
+
+def check_classes(y: pd.Series, settings: Settings) -> None:
+    """Raise unless both classes are present with enough rows for the three-way split.
+
+    Raises:
+        TrainingDataError: Saying how many positives/negatives were found and needed.
+    """
+    counts = y.value_counts()
+    if len(counts) < 2:
+        only = counts.index[0] if len(counts) else "nothing"
+        raise TrainingDataError(
+            f"labels hold a single class ({LABEL}={only} for all {len(y)} rows); "
+            "training needs both counterfeit (1) and genuine (0) stores"
+        )
+    needed = 3 * settings.min_positives_per_split
+    for value, name in ((1, "positive (counterfeit)"), (0, "negative (genuine)")):
+        found = int(counts.get(value, 0))
+        if found < needed:
+            raise TrainingDataError(
+                f"found {found} {name} labels; training needs at least {needed}: "
+                f"{settings.min_positives_per_split} each for the train, validation and test sets"
+            )
+
+
+def _time_split(frame: pd.DataFrame) -> Split:
+    """Cut at label times so no period straddles a timestamp; the latest rows are the test."""
+    times = frame[TIME]
+    n = len(frame)
+    test_start = times.iloc[int(n * (1 - TEST_FRACTION))]
+    validation_start = times.iloc[int(n * (1 - TEST_FRACTION - VALIDATION_FRACTION))]
+    return Split(
+        train=frame[times < validation_start].reset_index(drop=True),
+        validation=frame[(times >= validation_start) & (times < test_start)].reset_index(drop=True),
+        test=frame[times >= test_start].reset_index(drop=True),
+        method="time",
+    )
+
+
+def _stratified_split(frame: pd.DataFrame, seed: int) -> Split:
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(frame))
+    rest, test = train_test_split(
+        index, test_size=TEST_FRACTION, stratify=frame[LABEL], random_state=seed
+    )
+    train, validation = train_test_split(
+        rest,
+        test_size=VALIDATION_FRACTION / (1 - TEST_FRACTION),
+        stratify=frame[LABEL].iloc[rest],
+        random_state=seed,
+    )
+    part = lambda idx: frame.iloc[np.sort(idx)].reset_index(drop=True)  # noqa: E731
+    return Split(part(train), part(validation), part(test), "stratified")
+
+
+def split(data: TrainingData, seed: int, settings: Settings) -> Split:
+    """Split into train / validation / test, by label time when known, else stratified.
+
+    Raises:
+        TrainingDataError: A class is missing or too rare overall or in one part.
+    """
+    check_classes(data.frame[LABEL], settings)
+    parts = _time_split(data.frame) if data.timed else _stratified_split(data.frame, seed)
+    for name, part in parts.parts().items():
+        positives = int(part[LABEL].sum())
+        where = f"the {name} set ({len(part)} rows"
+        if parts.method == "time" and len(part):
+            where += f", labels from {part[TIME].min()} to {part[TIME].max()}"
+        where += ")"
+        if positives < settings.min_positives_per_split or positives == len(part):
+            raise TrainingDataError(
+                f"{where} holds {positives} positive labels; each set needs at least "
+                f"{settings.min_positives_per_split} positives and some negatives "
+                "(label times may be too concentrated to split by time)"
+            )
+    return parts
