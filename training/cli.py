@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -76,6 +79,21 @@ def _fail(message: str) -> typer.Exit:
 def _one_input(histories: Path | None, features: Path | None) -> None:
     if (histories is None) == (features is None):
         raise _fail("give exactly one of --histories DIR or --features FILE")
+
+
+def _print_queue_head(scored: pd.DataFrame, top: int) -> None:
+    """Print the head of the spot-check queue: rank, store, score and its top reason."""
+    if top <= 0:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"spot-check queue: riskiest {min(top, len(scored))} stores")
+    for column in ("rank", "store_id", "score", "top reason"):
+        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for row in scored.head(top).itertuples(index=False):
+        table.add_row(str(row.rank), str(row.store_id), f"{row.score:.3f}", str(row.reason_1))
+    Console().print(table)
 
 
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
@@ -204,6 +222,9 @@ def score(
             help="Known labels counted by link features (with --features).", show_default=False
         ),
     ] = None,
+    top: Annotated[
+        int, typer.Option(min=0, help="Print the riskiest N stores of the queue (0: none).")
+    ] = 10,
 ) -> None:
     """Score every store: store_id, score, rank and its top reasons."""
     _one_input(histories, features)
@@ -226,6 +247,7 @@ def score(
     except _expected_errors() as exc:
         raise _fail(str(exc)) from exc
     typer.echo(f"scored {len(scored)} stores with {model} -> {path}", err=True)
+    _print_queue_head(scored, top)
 
 
 @app.command()
