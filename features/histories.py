@@ -57,9 +57,9 @@ def typed_select_sql(
 ) -> str:
     """SELECT that casts a raw view's contract columns to their contract types.
 
-    ``raw_types`` (column -> DuckDB type as read) lets columns that already have the target
-    type skip the cast: casting through TIMESTAMPTZ converts every value via ICU time zones
-    and costs ~20x a plain read, so instants are converted with ``epoch_us`` arithmetic.
+    ``raw_types`` (column -> DuckDB type as read) lets timestamps skip the slow path: casting
+    through TIMESTAMPTZ converts every value via ICU time zones and costs ~20x a plain read,
+    so instants are converted with ``epoch_us`` arithmetic instead.
     """
     raw_types = raw_types or {}
     exprs = []
@@ -67,7 +67,7 @@ def typed_select_sql(
         target = DUCKDB_TYPES[col.kind]
         name = f'"{col.name}"'
         raw_type = raw_types.get(col.name)
-        if raw_type == target:
+        if col.kind == "timestamp" and raw_type == target:
             exprs.append(name)
         elif col.kind == "timestamp" and raw_type in (
             "TIMESTAMP_NS",

@@ -1,0 +1,456 @@
+"""Build feature tables from a store-histories directory with DuckDB.
+
+Public API (training and serving rely on these names):
+
+* ``build_feature_table(histories, as_of=None)``: one row per store open before the as-of
+  time (default: the end of the histories);
+* ``build_training_table(histories)``: one row per label, as of its ``labeled_at``;
+* ``feature_spec()``: the full FeatureSpec (store features, then link-graph features).
+
+Both builders validate the directory first, compute the store features of the requested
+(store, as-of) rows plus the linked stores' rows the link-graph neighbour aggregates need,
+append the link-graph features and drop the helper rows again. DuckDB runs in-process over
+the Parquet/CSV files, with a memory limit and a spill directory so big marketplaces spill
+to disk instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.contract import EVENT_TIME_COLUMNS
+from features.feature_sql import DUCKDB
+from features.histories import connect, open_histories
+from features.spec import FeatureSpec, FeatureSpecError
+from features.store_features import STAGES as STORE_STAGES
+from features.store_features import (
+    base_feature_spec,
+    feature_defs,
+    final_sql,
+    snapshots_sql,
+    stages_for,
+)
+from features.store_features_catalogue import (
+    brand_mentions_sql,
+    brand_pattern,
+    brands_sql,
+    listing_facts_sql,
+)
+
+# Store features whose mean and max over linked stores become link-graph features: the
+# strongest direct evidence of counterfeiting that a ring shares.
+NEIGHBOUR_COLUMNS: tuple[str, ...] = (
+    "price_to_reference_median",
+    "share_listings_below_half_reference",
+    "replica_any_share",
+    "brand_stuffing_share",
+    "counterfeit_dispute_rate",
+    "fake_mention_review_share",
+    "ship_from_mismatch_share",
+    "store_age_days",
+)
+LINK_PREFIX = "link_"
+
+# Settings, read when a connection is made (environment variables override the defaults).
+MEMORY_LIMIT_ENV = "SPOTCHECK_DUCKDB_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "12GB"
+TEMP_DIR_ENV = "SPOTCHECK_DUCKDB_TEMP_DIR"
+THREADS_ENV = "SPOTCHECK_DUCKDB_THREADS"
+
+Progress = Callable[[str, int, int], None]
+"""Progress callback: (description of the step starting, steps done, total steps)."""
+
+
+class FeatureBuildError(ValueError):
+    """The feature table cannot be built from otherwise valid histories."""
+
+
+def duckdb_connection() -> duckdb.DuckDBPyConnection:
+    """A new UTC DuckDB connection with the memory limit, spill directory and threads set.
+
+    Settings: ``SPOTCHECK_DUCKDB_MEMORY_LIMIT`` (default 12GB), ``SPOTCHECK_DUCKDB_TEMP_DIR``
+    (default ``<system temp>/spotcheck-duckdb``), ``SPOTCHECK_DUCKDB_THREADS`` (default: all
+    cores).
+    """
+    con = connect(duckdb.connect())
+    memory = os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT)
+    temp_dir = os.environ.get(TEMP_DIR_ENV) or str(Path(tempfile.gettempdir(), "spotcheck-duckdb"))
+    Path(temp_dir).mkdir(parents=True, exist_ok=True)
+    con.execute(f"SET memory_limit = '{memory}'")
+    con.execute("SET temp_directory = ?", [temp_dir])
+    # Results are re-sorted explicitly; not keeping insertion order lets DuckDB stream.
+    con.execute("SET preserve_insertion_order = false")
+    threads = os.environ.get(THREADS_ENV)
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    return con
+
+
+def to_utc_timestamp(value: str | datetime | pd.Timestamp) -> pd.Timestamp:
+    """Parse an as-of time into a naive UTC timestamp with microsecond precision.
+
+    Args:
+        value: ISO 8601 string, datetime or Timestamp; naive values are taken as UTC.
+
+    Raises:
+        FeatureBuildError: If the value cannot be read as a time.
+    """
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise FeatureBuildError(f"as_of: not a time: {value!r}") from exc
+    if ts is pd.NaT:
+        raise FeatureBuildError(f"as_of: not a time: {value!r}")
+    if ts.tzinfo is not None:
+        ts = ts.tz_convert("UTC").tz_localize(None)
+    return ts.as_unit("us")
+
+
+def default_as_of(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
+    """The end of the histories: 1 microsecond after the latest event or store opening.
+
+    Every event and every store then falls strictly before it, so the default table has a
+    row for every store and uses all of its history.
+    """
+    parts = [f"SELECT max({col}) AS t FROM {table}" for table, col in EVENT_TIME_COLUMNS.items()]
+    parts.append("SELECT max(opened_at) AS t FROM stores")
+    latest = con.execute(f"SELECT max(t) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
+    if latest is None:
+        raise FeatureBuildError("the histories have no stores and no events")
+    return to_utc_timestamp(latest) + pd.Timedelta(microseconds=1)
+
+
+def feature_spec() -> FeatureSpec:
+    """The full FeatureSpec: the store features, then the link-graph features."""
+    from features.links import add_link_features
+
+    base = base_feature_spec()
+    # The link spec depends only on the input's columns, so an empty table yields it.
+    empty = pd.DataFrame(
+        {
+            "store_id": pd.Series([], dtype="str"),
+            "as_of": pd.Series([], dtype="datetime64[us]"),
+            **{c: pd.Series([], dtype="float64") for c in NEIGHBOUR_COLUMNS},
+        }
+    )
+    links = pd.DataFrame(
+        {
+            "store_id": pd.Series([], dtype="str"),
+            "linked_store_id": pd.Series([], dtype="str"),
+            "kind": pd.Series([], dtype="str"),
+            "linked_at": pd.Series([], dtype="datetime64[us]"),
+            "unlinked_at": pd.Series([], dtype="datetime64[us]"),
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "store_id": pd.Series([], dtype="str"),
+            "labeled_at": pd.Series([], dtype="datetime64[us]"),
+            "is_counterfeit": pd.Series([], dtype="int64"),
+        }
+    )
+    _, link_spec = add_link_features(
+        empty,
+        links,
+        labels,
+        neighbour_columns=list(NEIGHBOUR_COLUMNS),
+        prefix=LINK_PREFIX,
+        base_spec=base,
+    )
+    return base + link_spec
+
+
+def build_feature_table(
+    histories: str | Path,
+    as_of: str | datetime | pd.Timestamp | None = None,
+    *,
+    con: duckdb.DuckDBPyConnection | None = None,
+    validate: bool = True,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """One feature row per store open before the as-of time, using events before it.
+
+    Args:
+        histories: The store-histories directory.
+        as_of: The as-of time (naive = UTC); default: the end of the histories (see
+            ``default_as_of``).
+        con: DuckDB connection to use; a new configured one (``duckdb_connection``) if None.
+        validate: Check the directory against the data contract first (raises
+            ``ContractViolationError``); switch off only for a directory already checked.
+        progress: Optional callback told about each step.
+
+    Returns:
+        The table (columns ``store_id``, ``as_of``, then exactly ``spec.names``; rows sorted
+        by ``store_id``) and its FeatureSpec.
+    """
+    con = _open(histories, con, validate, progress)
+    when = default_as_of(con) if as_of is None else to_utc_timestamp(as_of)
+    keys = con.execute(
+        "SELECT store_id, CAST(? AS TIMESTAMP) AS as_of FROM stores "
+        "WHERE opened_at < CAST(? AS TIMESTAMP) ORDER BY store_id",
+        [when.to_pydatetime(), when.to_pydatetime()],
+    ).df()
+    return _build(con, keys, progress)
+
+
+def build_training_table(
+    histories: str | Path,
+    *,
+    con: duckdb.DuckDBPyConnection | None = None,
+    validate: bool = True,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """One feature row per label, as of the label's ``labeled_at``.
+
+    Each row uses only events strictly before its label time, and link-graph features count
+    only other stores' labels known before it; the row's own label never enters a feature.
+
+    Args:
+        histories: The store-histories directory.
+        con: DuckDB connection to use; a new configured one if None.
+        validate: Check the directory against the data contract first.
+        progress: Optional callback told about each step.
+
+    Returns:
+        The table (``store_id``, ``as_of`` = ``labeled_at``, then ``spec.names``; one row per
+        label, sorted by ``store_id`` then ``labeled_at`` like the labels' key) and the spec.
+
+    Raises:
+        FeatureBuildError: If a label is not after its store's opening (no history to learn
+            from, and the row would describe a store that did not exist yet).
+    """
+    con = _open(histories, con, validate, progress)
+    early = con.execute(
+        "SELECT count(*), list(l.store_id ORDER BY l.store_id)[1:5] FROM labels l "
+        "JOIN stores s USING (store_id) WHERE l.labeled_at <= s.opened_at"
+    ).fetchone()
+    if early[0]:
+        raise FeatureBuildError(
+            f"labels: {early[0]} label(s) at or before their store's opened_at, e.g. "
+            f"store_id {early[1]}"
+        )
+    keys = con.execute(
+        "SELECT store_id, labeled_at AS as_of FROM labels ORDER BY store_id, labeled_at"
+    ).df()
+    return _build(con, keys, progress)
+
+
+def _open(
+    histories: str | Path,
+    con: duckdb.DuckDBPyConnection | None,
+    validate: bool,
+    progress: Progress | None,
+) -> duckdb.DuckDBPyConnection:
+    """Validate (optionally) and open the histories on a connection."""
+    if validate:
+        from features.validation import check_histories
+
+        report = progress or (lambda _step, _done, _total: None)
+        check_histories(histories, progress=lambda step: report(f"validating: {step}", 0, 0))
+    return open_histories(histories, con if con is not None else duckdb_connection())
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection, keys: pd.DataFrame, progress: Progress | None
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """Store features for ``keys`` and their link neighbours, then link features."""
+    from features.links import add_link_features, login_links, neighbour_snapshots
+
+    report = progress or (lambda _step, _done, _total: None)
+    total = len(STORE_STAGES) + 8
+    report("deriving store links from logins", 0, total)
+    links = login_links(con)
+    extra = neighbour_snapshots(keys, links) if len(keys) else keys.iloc[:0]
+    all_keys = pd.concat([keys, extra[["store_id", "as_of"]]], ignore_index=True)
+    base = compute_store_features(con, all_keys, progress=_offset(report, 1, total))
+    report("adding link-graph features", total - 1, total)
+    labels = con.execute("SELECT store_id, labeled_at, is_counterfeit FROM labels").df()
+    spec_base = base_feature_spec()
+    with_links, link_spec = add_link_features(
+        base,
+        links,
+        labels,
+        neighbour_columns=list(NEIGHBOUR_COLUMNS),
+        prefix=LINK_PREFIX,
+        base_spec=spec_base,
+    )
+    spec = spec_base + link_spec
+    table = coerce_to_spec(_requested_rows(with_links, keys), spec)
+    spec.check_table(table)
+    report("done", total, total)
+    return table, spec
+
+
+def _requested_rows(table: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``table`` for ``keys``, in the keys' order (link helper rows dropped)."""
+    key_columns = ["store_id", "as_of"]
+    wanted = pd.MultiIndex.from_frame(keys[key_columns])
+    kept = table[pd.MultiIndex.from_frame(table[key_columns]).isin(wanted)]
+    if kept[key_columns].reset_index(drop=True).equals(keys[key_columns].reset_index(drop=True)):
+        return kept  # the usual case: both sorted by (store_id, as_of); no reordering copy
+    return keys[key_columns].merge(table, on=key_columns, how="left", validate="one_to_one")
+
+
+def _offset(report: Progress, offset: int, total: int) -> Progress:
+    """A progress callback for a sub-pipeline whose steps start at ``offset``."""
+    return lambda step, done, _sub_total: report(step, offset + done, total)
+
+
+def compute_store_features(
+    con: duckdb.DuckDBPyConnection,
+    keys: pd.DataFrame,
+    *,
+    names: Iterable[str] | None = None,
+    progress: Progress | None = None,
+) -> pd.DataFrame:
+    """The store features (all groups but the link graph) for (store, as-of) rows.
+
+    Args:
+        con: Connection with the histories views open.
+        keys: ``store_id`` and ``as_of`` (naive UTC) per row; unknown stores are dropped.
+        names: Base features to compute (all if None); only the stages they need run.
+        progress: Optional callback told about each step.
+
+    Returns:
+        ``store_id``, ``as_of`` and the features in spec order, one row per distinct key,
+        sorted by (store_id, as_of).
+    """
+    report = progress or (lambda _step, _done, _total: None)
+    defs = feature_defs(names)
+    stages = stages_for(defs)
+    uses_listings = any(st.source == "listings" for st in stages)
+    total = len(stages) + 5
+    created: list[str] = []
+
+    def materialize(name: str, sql: str, done: int, what: str) -> None:
+        report(what, done, total)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        created.append(name)
+
+    try:
+        con.register("snapshot_keys_input", keys[["store_id", "as_of"]])
+        materialize(
+            "snapshot_keys",
+            "SELECT DISTINCT CAST(store_id AS VARCHAR) AS store_id, "
+            "CAST(as_of AS TIMESTAMP) AS as_of FROM snapshot_keys_input",
+            0,
+            "preparing snapshots",
+        )
+        con.unregister("snapshot_keys_input")
+        materialize("snapshots", snapshots_sql("snapshot_keys"), 1, "preparing snapshots")
+        if uses_listings:
+            brands = brand_pattern([row[0] for row in con.execute(brands_sql()).fetchall()])
+            materialize("listing_facts", listing_facts_sql(DUCKDB, brands), 2, "reading listings")
+            materialize(
+                "brand_mentions", brand_mentions_sql(DUCKDB, brands), 3, "finding brand names"
+            )
+        for i, stage in enumerate(stages):
+            materialize(
+                f"stage_{stage.name}", stage.sql(DUCKDB), 4 + i, f"{stage.source}: {stage.name}"
+            )
+        report("joining features", total - 1, total)
+        table = con.execute(final_sql(DUCKDB, names)).df()
+    finally:
+        for name in reversed(created):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+    # Sorting by snap_id (numbered in (store_id, as_of) order) in numpy is one copy; an
+    # ORDER BY in the query would sort the wide rows in DuckDB first.
+    order = np.argsort(table["snap_id"].to_numpy(), kind="stable")
+    return table.drop(columns="snap_id").take(order).reset_index(drop=True)
+
+
+def spec_path(out: str | Path) -> Path:
+    """Where the FeatureSpec of a feature table file goes: ``FILE.spec.json`` next to it."""
+    out = Path(out)
+    return out.with_name(out.name + ".spec.json")
+
+
+def write_feature_table(table: pd.DataFrame, spec: FeatureSpec, out: str | Path) -> Path:
+    """Write a feature table (Parquet, or CSV by extension) and its spec, atomically.
+
+    Both files are written to temporary names in the target directory and renamed into
+    place only once both are complete, so a failure leaves no partial output.
+
+    Args:
+        table: The feature table (``store_id``, ``as_of``, ``spec.names``).
+        spec: Its FeatureSpec, written to ``spec_path(out)``.
+        out: Output path ending in ``.parquet`` or ``.csv``.
+
+    Returns:
+        The path of the spec file.
+
+    Raises:
+        FeatureBuildError: If the extension is neither ``.parquet`` nor ``.csv``.
+    """
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".parquet", ".csv"):
+        raise FeatureBuildError(f"output {str(out)!r}: use a .parquet or .csv file name")
+    spec.check_table(table)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    spec_out = spec_path(out)
+    tmp_table = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp_spec = spec_out.with_name(f".{spec_out.name}.{os.getpid()}.tmp")
+    try:
+        if suffix == ".parquet":
+            table.to_parquet(tmp_table, index=False)
+        else:
+            table.to_csv(tmp_table, index=False)
+        tmp_spec.write_text(spec.to_json() + "\n")
+        os.replace(tmp_table, out)
+        os.replace(tmp_spec, spec_out)
+    finally:
+        for tmp in (tmp_table, tmp_spec):
+            tmp.unlink(missing_ok=True)
+    return spec_out
+
+
+_PANDAS_DTYPES = {"float": "float64", "int": "int64", "bool": "bool", "category": "str"}
+
+
+def coerce_to_spec(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Cast each feature column to its spec dtype's pandas type.
+
+    Floats become float64 (NULL as NaN), ints int64, bools bool and categories strings.
+
+    Raises:
+        FeatureSpecError: If an int or bool column has missing values (a definition bug:
+            those must be defined for every row).
+    """
+    out = {"store_id": table["store_id"].astype("str"), "as_of": table["as_of"]}
+    for feat in spec:
+        column = table[feat.name]
+        if feat.dtype in ("int", "bool") and column.isna().any():
+            raise FeatureSpecError(
+                f"feature {feat.name!r} ({feat.dtype}) has {int(column.isna().sum())} missing "
+                "values"
+            )
+        if feat.dtype == "float":
+            out[feat.name] = pd.to_numeric(column, errors="raise").astype("float64")
+        else:
+            out[feat.name] = column.astype(_PANDAS_DTYPES[feat.dtype])
+    frame = pd.DataFrame(out, index=table.index)
+    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
+    return frame.reset_index(drop=True)
+
+
+__all__ = [
+    "FeatureBuildError",
+    "NEIGHBOUR_COLUMNS",
+    "build_feature_table",
+    "build_training_table",
+    "compute_store_features",
+    "default_as_of",
+    "duckdb_connection",
+    "feature_spec",
+    "spec_path",
+    "write_feature_table",
+]
