@@ -1137,15 +1137,22 @@ def _neighbour_specs(options: _Options, base_spec: FeatureSpec | None) -> list[F
         base = base_spec[column] if known else None
         what = base.description if base else column
         direction = base.risk_direction if base else "none"
-        for stat, word in (("mean", "average"), ("max", "highest")):
+        for stat, word in (("mean", "on average"), ("max", "at most")):
+            # Reuse the base feature's sentence so reviewers read e.g. "its linked stores,
+            # on average: sells at 53% of the brand's reference price".
+            reason = (
+                f"its linked stores, {word}: {base.reason_template}"
+                if base
+                else f"its linked stores, {word}: {column} = {{value:.3g}}"
+            )
             specs.append(
                 Feature(
                     f"{options.prefix}nb_{stat}_{column}",
                     GROUP,
                     "float",
-                    f"{word} over linked stores of: {what}",
+                    f"{stat} over linked stores of: {what}",
                     direction,
-                    f"linked stores' {word} {what}: {{value:.3g}}",
+                    reason,
                 )
             )
     return specs
