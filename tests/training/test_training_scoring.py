@@ -36,7 +36,7 @@ def test_every_store_gets_score_rank_and_reasons(scored, byo_model):
     assert (top["reason_1"].str.len() > 0).all()
     for row in top.itertuples():
         reasons = json.loads(row.reasons)
-        assert 1 <= len(reasons) <= 3
+        assert len(reasons) in (1, 2, 3)
         assert reasons[0]["text"] == row.reason_1
         contributions = [r["contribution"] for r in reasons]
         assert contributions == sorted(contributions, reverse=True) and contributions[-1] > 0
