@@ -36,7 +36,6 @@ from features.store_features import (
     feature_defs,
     final_sql,
     snapshots_sql,
-    stage_sql,
     stages_for,
 )
 from features.store_features_catalogue import (
@@ -116,13 +115,12 @@ def to_utc_timestamp(value: str | datetime | pd.Timestamp) -> pd.Timestamp:
 
 
 def default_as_of(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
-    """The end of the histories: 1 microsecond after the latest event, delivery or opening.
+    """The end of the histories: 1 microsecond after the latest event or store opening.
 
     Every event and every store then falls strictly before it, so the default table has a
     row for every store and uses all of its history.
     """
     parts = [f"SELECT max({col}) AS t FROM {table}" for table, col in EVENT_TIME_COLUMNS.items()]
-    parts.append("SELECT max(delivered_at) AS t FROM orders")
     parts.append("SELECT max(opened_at) AS t FROM stores")
     latest = con.execute(f"SELECT max(t) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
     if latest is None:
@@ -329,47 +327,40 @@ def compute_store_features(
     defs = feature_defs(names)
     stages = stages_for(defs)
     uses_listings = any(st.source == "listings" for st in stages)
-    uses_mentions = any(st.name == "brand_mentions" for st in stages)
     total = len(stages) + 5
-    created: list[tuple[str, str]] = []
+    created: list[str] = []
 
-    def materialize(name: str, sql: str, done: int, what: str, kind: str = "TABLE") -> None:
+    def materialize(name: str, sql: str, done: int, what: str) -> None:
         report(what, done, total)
-        con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}")
-        created.append((kind, name))
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        created.append(name)
 
     try:
         con.register("snapshot_keys_input", keys[["store_id", "as_of"]])
-        try:
-            materialize(
-                "snapshot_keys",
-                "SELECT DISTINCT CAST(store_id AS VARCHAR) AS store_id, "
-                "CAST(as_of AS TIMESTAMP) AS as_of FROM snapshot_keys_input",
-                0,
-                "preparing snapshots",
-            )
-        finally:
-            con.unregister("snapshot_keys_input")
+        materialize(
+            "snapshot_keys",
+            "SELECT DISTINCT CAST(store_id AS VARCHAR) AS store_id, "
+            "CAST(as_of AS TIMESTAMP) AS as_of FROM snapshot_keys_input",
+            0,
+            "preparing snapshots",
+        )
+        con.unregister("snapshot_keys_input")
         materialize("snapshots", snapshots_sql("snapshot_keys"), 1, "preparing snapshots")
         if uses_listings:
-            brands = None
-            if uses_mentions:
-                brands = brand_pattern([row[0] for row in con.execute(brands_sql()).fetchall()])
-            # A view: each stage computes only the listing facts it reads (the text flags
-            # are costly and only one stage needs them).
-            facts = listing_facts_sql(DUCKDB, brands)
-            materialize("listing_facts", facts, 2, "reading listings", kind="VIEW")
-            if uses_mentions:
-                mentions = brand_mentions_sql(DUCKDB, brands)
-                materialize("brand_mentions", mentions, 3, "finding brand names")
+            brands = brand_pattern([row[0] for row in con.execute(brands_sql()).fetchall()])
+            materialize("listing_facts", listing_facts_sql(DUCKDB, brands), 2, "reading listings")
+            materialize(
+                "brand_mentions", brand_mentions_sql(DUCKDB, brands), 3, "finding brand names"
+            )
         for i, stage in enumerate(stages):
-            sql = stage_sql(stage, defs, DUCKDB)
-            materialize(f"stage_{stage.name}", sql, 4 + i, f"{stage.source}: {stage.name}")
+            materialize(
+                f"stage_{stage.name}", stage.sql(DUCKDB), 4 + i, f"{stage.source}: {stage.name}"
+            )
         report("joining features", total - 1, total)
         table = con.execute(final_sql(DUCKDB, names)).df()
     finally:
-        for kind, name in reversed(created):
-            con.execute(f"DROP {kind} IF EXISTS {name}")
+        for name in reversed(created):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
     # Sorting by snap_id (numbered in (store_id, as_of) order) in numpy is one copy; an
     # ORDER BY in the query would sort the wide rows in DuckDB first.
     order = np.argsort(table["snap_id"].to_numpy(), kind="stable")

@@ -28,9 +28,7 @@ from features.feature_sql import (
     DUCKDB,
     Dialect,
     FeatureDef,
-    Keep,
     Stage,
-    aggregate_select,
     days_before_as_of,
     div,
     event_join,
@@ -74,38 +72,34 @@ SELECT row_number() OVER (ORDER BY k.store_id, k.as_of) AS snap_id,
 FROM {keys} k JOIN stores st ON st.store_id = k.store_id"""
 
 
-def _seller_stage(_d: Dialect, keep: Keep = None) -> str:
+def _seller_stage(_d: Dialect) -> str:
     # The seller's other stores already open at T (a seller re-opening stores after bans).
-    aggregates = {
-        "sf_other": "count(*)",
-        "sf_new90": "count(*) FILTER (WHERE o.opened_at >= s.t90)",
-    }
-    source = (
-        "FROM snapshots s JOIN stores o ON o.seller_id = s.seller_id "
-        "AND o.store_id <> s.store_id AND o.opened_at < s.as_of"
-    )
-    return aggregate_select(aggregates, source, keep)
+    return """
+SELECT s.snap_id, count(*) AS sf_other,
+  count(*) FILTER (WHERE o.opened_at >= s.t90) AS sf_new90
+FROM snapshots s JOIN stores o
+  ON o.seller_id = s.seller_id AND o.store_id <> s.store_id AND o.opened_at < s.as_of
+GROUP BY s.snap_id"""
 
 
-def _logins_stage(_d: Dialect, keep: Keep = None) -> str:
+def _logins_stage(_d: Dialect) -> str:
     start, end = NIGHT_HOURS
-    aggregates = {
-        "g_n": "count(*)",
-        "g_n30": "count(*) FILTER (WHERE e.logged_at >= s.t30)",
-        "g_ips": "count(DISTINCT e.ip)",
-        "g_devices": "count(DISTINCT e.device_id)",
-        "g_wifi": "count(DISTINCT e.wifi_id)",
-        "g_devices30": "count(DISTINCT CASE WHEN e.logged_at >= s.t30 THEN e.device_id END)",
-        "g_no_wifi": "count(*) FILTER (WHERE e.wifi_id IS NULL)",
-        "g_night": (
-            f"count(*) FILTER (WHERE hour(e.logged_at) >= {start} AND hour(e.logged_at) < {end})"
-        ),
-        "g_last": "max(e.logged_at)",
-    }
-    return aggregate_select(aggregates, event_join("logins", "logged_at"), keep)
+    return f"""
+SELECT s.snap_id,
+  count(*) AS g_n,
+  count(*) FILTER (WHERE e.logged_at >= s.t30) AS g_n30,
+  count(DISTINCT e.ip) AS g_ips,
+  count(DISTINCT e.device_id) AS g_devices,
+  count(DISTINCT e.wifi_id) AS g_wifi,
+  count(DISTINCT CASE WHEN e.logged_at >= s.t30 THEN e.device_id END) AS g_devices30,
+  count(*) FILTER (WHERE e.wifi_id IS NULL) AS g_no_wifi,
+  count(*) FILTER (WHERE hour(e.logged_at) >= {start} AND hour(e.logged_at) < {end}) AS g_night,
+  max(e.logged_at) AS g_last
+{event_join("logins", "logged_at")}
+GROUP BY s.snap_id"""
 
 
-def _login_days_stage(_d: Dialect, _keep: Keep = None) -> str:
+def _login_days_stage(_d: Dialect) -> str:
     return f"""
 SELECT snap_id, count(*) AS gd_days, max(n) AS gd_max, sum(n) AS gd_n
 FROM (
@@ -357,16 +351,6 @@ def stages_for(defs: Iterable[FeatureDef], d: Dialect = DUCKDB) -> tuple[Stage, 
     return tuple(st for st in STAGES if st.alias in used)
 
 
-def stage_sql(stage: Stage, defs: Iterable[FeatureDef], d: Dialect = DUCKDB) -> str:
-    """A stage's SELECT computing only the aggregates the given features use.
-
-    (Two-level stages are computed whole: their aggregates share one costly inner grouping.)
-    """
-    pattern = re.compile(rf"\b{re.escape(stage.alias)}\.([a-z0-9_]+)")
-    used = frozenset(c for f in defs for c in pattern.findall(f.expr(d)))
-    return stage.sql(d, used)
-
-
 def final_sql(d: Dialect = DUCKDB, names: Iterable[str] | None = None) -> str:
     """The SELECT that joins the stages to the snapshots and computes the features.
 
@@ -408,6 +392,6 @@ def render_sql(d: Dialect, keys: str = "snapshot_keys", brands: list[str] | None
         "listing_facts": catalogue.listing_facts_sql(d, pattern),
         "brand_mentions": catalogue.brand_mentions_sql(d, pattern),
     }
-    statements.update({f"stage_{st.name}": stage_sql(st, FEATURE_DEFS, d) for st in STAGES})
+    statements.update({f"stage_{st.name}": st.sql(d) for st in STAGES})
     statements["features"] = final_sql(d)
     return statements

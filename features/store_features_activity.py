@@ -10,9 +10,7 @@ from __future__ import annotations
 from features.feature_sql import (
     Dialect,
     FeatureDef,
-    Keep,
     Stage,
-    aggregate_select,
     days_before_as_of,
     div,
     event_join,
@@ -30,35 +28,37 @@ SLOW_DELIVERY_DAYS = 14
 BURST_WINDOW = "t90"
 
 
-def _orders_stage(d: Dialect, keep: Keep = None) -> str:
+def _orders_stage(d: Dialect) -> str:
     delivered = "e.delivered_at < s.as_of"
     delivery_days = (
         f"CASE WHEN {delivered} THEN "
         f"({d.epoch('e.delivered_at')} - {d.epoch('e.ordered_at')}) / 86400.0 END"
     )
     slow = f"e.delivered_at - e.ordered_at > INTERVAL {SLOW_DELIVERY_DAYS} DAY"
-    undelivered = "e.delivered_at IS NULL OR e.delivered_at >= s.as_of"
-    aggregates = {
-        "o_n": "count(*)",
-        "o_gmv": "sum(e.amount)",
-        "o_n30": "count(*) FILTER (WHERE e.ordered_at >= s.t30)",
-        "o_n30_before": "count(*) FILTER (WHERE e.ordered_at >= s.t60 AND e.ordered_at < s.t30)",
-        "o_n90": "count(*) FILTER (WHERE e.ordered_at >= s.t90)",
-        "o_gmv30": "sum(e.amount) FILTER (WHERE e.ordered_at >= s.t30)",
-        "o_first": "min(e.ordered_at)",
-        "o_last": "max(e.ordered_at)",
-        "o_delivered": f"count(*) FILTER (WHERE {delivered})",
-        "o_returned": f"count(*) FILTER (WHERE {delivered} AND e.returned)",
-        "o_delivery_mean": f"avg({delivery_days})",
-        "o_slow": f"count(*) FILTER (WHERE {delivered} AND {slow})",
-        "o_old": "count(*) FILTER (WHERE e.ordered_at < s.t30)",
-        "o_old_undelivered": f"count(*) FILTER (WHERE e.ordered_at < s.t30 AND ({undelivered}))",
-        "o_mismatch": "count(*) FILTER (WHERE e.ship_from_region <> s.declared_region)",
-    }
-    return aggregate_select(aggregates, event_join("orders", "ordered_at"), keep)
+    return f"""
+SELECT s.snap_id,
+  count(*) AS o_n,
+  sum(e.amount) AS o_gmv,
+  count(*) FILTER (WHERE e.ordered_at >= s.t30) AS o_n30,
+  count(*) FILTER (WHERE e.ordered_at >= s.t60 AND e.ordered_at < s.t30) AS o_n30_before,
+  count(*) FILTER (WHERE e.ordered_at >= s.t90) AS o_n90,
+  sum(e.amount) FILTER (WHERE e.ordered_at >= s.t30) AS o_gmv30,
+  min(e.ordered_at) AS o_first,
+  max(e.ordered_at) AS o_last,
+  count(*) FILTER (WHERE {delivered}) AS o_delivered,
+  count(*) FILTER (WHERE {delivered} AND e.returned) AS o_returned,
+  avg({delivery_days}) AS o_delivery_mean,
+  count(*) FILTER (WHERE {delivered} AND {slow}) AS o_slow,
+  count(*) FILTER (WHERE e.ordered_at < s.t30) AS o_old,
+  count(*) FILTER (
+    WHERE e.ordered_at < s.t30 AND (e.delivered_at IS NULL OR e.delivered_at >= s.as_of)
+  ) AS o_old_undelivered,
+  count(*) FILTER (WHERE e.ship_from_region <> s.declared_region) AS o_mismatch
+{event_join("orders", "ordered_at")}
+GROUP BY s.snap_id"""
 
 
-def _order_buyers_stage(d: Dialect, _keep: Keep = None) -> str:
+def _order_buyers_stage(d: Dialect) -> str:
     # Two levels: orders per (snapshot, buyer), then buyer statistics per snapshot. Buyers
     # are grouped by a 64-bit hash of their id (cheaper than the string; a collision needs
     # two buyers of the same store among ~1e19 values).
@@ -77,7 +77,7 @@ FROM (
 GROUP BY snap_id"""
 
 
-def _order_days_stage(_d: Dialect, _keep: Keep = None) -> str:
+def _order_days_stage(_d: Dialect) -> str:
     return f"""
 SELECT snap_id, count(*) AS od_days, max(n) AS od_max, sum(n) AS od_n
 FROM (
@@ -88,7 +88,7 @@ FROM (
 GROUP BY snap_id"""
 
 
-def _order_regions_stage(_d: Dialect, _keep: Keep = None) -> str:
+def _order_regions_stage(_d: Dialect) -> str:
     return f"""
 SELECT snap_id, count(*) AS or_regions, max(n) AS or_top, sum(n) AS or_n,
   sum(n * ln(n)) AS or_n_log_n, count(*) FILTER (WHERE recent = 1) AS or_regions30
@@ -101,33 +101,33 @@ FROM (
 GROUP BY snap_id"""
 
 
-def _reviews_stage(d: Dialect, keep: Keep = None) -> str:
+def _reviews_stage(d: Dialect) -> str:
     # Substring prefilter first: the regex runs only on the few texts that could match.
     text = "lower(e.text)"
     fake = (
         f"CASE WHEN {d.contains_any(text, prefilter_terms(FAKE_REVIEW_TERMS))} "
         f"THEN {d.regexp_like(text, fake_review_pattern())} ELSE FALSE END"
     )
-    short = f"length(trim(e.text)) < {SHORT_REVIEW_CHARS}"
-    aggregates = {
-        "r_n": "count(*)",
-        "r_n30": "count(*) FILTER (WHERE e.created_at >= s.t30)",
-        "r_mean": "avg(e.rating)",
-        "r_mean30": "avg(e.rating) FILTER (WHERE e.created_at >= s.t30)",
-        "r_std": "stddev_samp(e.rating)",
-        "r_5": "count(*) FILTER (WHERE e.rating = 5)",
-        "r_low": "count(*) FILTER (WHERE e.rating <= 2)",
-        "r_short5": f"count(*) FILTER (WHERE e.rating = 5 AND {short})",
-        "r_no_order": "count(*) FILTER (WHERE e.order_id IS NULL)",
-        "r_texts": f"count(DISTINCT {d.hash('e.text')})",
-        "r_reviewers": f"count(DISTINCT {d.hash('e.buyer_id')})",
-        "r_length": "avg(length(e.text))",
-        "r_fake": f"count(*) FILTER (WHERE {fake})",
-    }
-    return aggregate_select(aggregates, event_join("reviews", "created_at"), keep)
+    return f"""
+SELECT s.snap_id,
+  count(*) AS r_n,
+  count(*) FILTER (WHERE e.created_at >= s.t30) AS r_n30,
+  avg(e.rating) AS r_mean,
+  avg(e.rating) FILTER (WHERE e.created_at >= s.t30) AS r_mean30,
+  stddev_samp(e.rating) AS r_std,
+  count(*) FILTER (WHERE e.rating = 5) AS r_5,
+  count(*) FILTER (WHERE e.rating <= 2) AS r_low,
+  count(*) FILTER (WHERE e.rating = 5 AND length(trim(e.text)) < {SHORT_REVIEW_CHARS}) AS r_short5,
+  count(*) FILTER (WHERE e.order_id IS NULL) AS r_no_order,
+  count(DISTINCT {d.hash("e.text")}) AS r_texts,
+  count(DISTINCT {d.hash("e.buyer_id")}) AS r_reviewers,
+  avg(length(e.text)) AS r_length,
+  count(*) FILTER (WHERE {fake}) AS r_fake
+{event_join("reviews", "created_at")}
+GROUP BY s.snap_id"""
 
 
-def _review_days_stage(_d: Dialect, _keep: Keep = None) -> str:
+def _review_days_stage(_d: Dialect) -> str:
     return f"""
 SELECT snap_id, count(*) AS rd_days, max(n) AS rd_max, sum(n) AS rd_n
 FROM (
@@ -138,18 +138,18 @@ FROM (
 GROUP BY snap_id"""
 
 
-def _disputes_stage(_d: Dialect, keep: Keep = None) -> str:
-    cf = "e.reason = 'counterfeit'"
-    aggregates = {
-        "d_n": "count(*)",
-        "d_cf": f"count(*) FILTER (WHERE {cf})",
-        "d_cf90": f"count(*) FILTER (WHERE {cf} AND e.opened_at >= s.t90)",
-        "d_nad": "count(*) FILTER (WHERE e.reason = 'not_as_described')",
-        "d_nr": "count(*) FILTER (WHERE e.reason = 'not_received')",
-        "d_cf_last": f"max(CASE WHEN {cf} THEN e.opened_at END)",
-        "d_last": "max(e.opened_at)",
-    }
-    return aggregate_select(aggregates, event_join("disputes", "opened_at"), keep)
+def _disputes_stage(_d: Dialect) -> str:
+    return f"""
+SELECT s.snap_id,
+  count(*) AS d_n,
+  count(*) FILTER (WHERE e.reason = 'counterfeit') AS d_cf,
+  count(*) FILTER (WHERE e.reason = 'counterfeit' AND e.opened_at >= s.t90) AS d_cf90,
+  count(*) FILTER (WHERE e.reason = 'not_as_described') AS d_nad,
+  count(*) FILTER (WHERE e.reason = 'not_received') AS d_nr,
+  max(CASE WHEN e.reason = 'counterfeit' THEN e.opened_at END) AS d_cf_last,
+  max(e.opened_at) AS d_last
+{event_join("disputes", "opened_at")}
+GROUP BY s.snap_id"""
 
 
 STAGES: tuple[Stage, ...] = (
