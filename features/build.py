@@ -25,6 +25,8 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contract import EVENT_TIME_COLUMNS
 from features.feature_sql import DUCKDB
@@ -36,6 +38,7 @@ from features.store_features import (
     feature_defs,
     final_sql,
     snapshots_sql,
+    stage_sql,
     stages_for,
 )
 from features.store_features_catalogue import (
@@ -115,12 +118,13 @@ def to_utc_timestamp(value: str | datetime | pd.Timestamp) -> pd.Timestamp:
 
 
 def default_as_of(con: duckdb.DuckDBPyConnection) -> pd.Timestamp:
-    """The end of the histories: 1 microsecond after the latest event or store opening.
+    """The end of the histories: 1 microsecond after the latest event, delivery or opening.
 
     Every event and every store then falls strictly before it, so the default table has a
     row for every store and uses all of its history.
     """
     parts = [f"SELECT max({col}) AS t FROM {table}" for table, col in EVENT_TIME_COLUMNS.items()]
+    parts.append("SELECT max(delivered_at) AS t FROM orders")
     parts.append("SELECT max(opened_at) AS t FROM stores")
     latest = con.execute(f"SELECT max(t) FROM ({' UNION ALL '.join(parts)})").fetchone()[0]
     if latest is None:
@@ -292,11 +296,20 @@ def _build(
 def _requested_rows(table: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``table`` for ``keys``, in the keys' order (link helper rows dropped)."""
     key_columns = ["store_id", "as_of"]
+    if len(table) == len(keys) and _same_keys(table, keys):
+        return table  # no link helper rows (the usual case for one as-of time)
     wanted = pd.MultiIndex.from_frame(keys[key_columns])
     kept = table[pd.MultiIndex.from_frame(table[key_columns]).isin(wanted)]
-    if kept[key_columns].reset_index(drop=True).equals(keys[key_columns].reset_index(drop=True)):
-        return kept  # the usual case: both sorted by (store_id, as_of); no reordering copy
+    if _same_keys(kept, keys):
+        return kept  # both sorted by (store_id, as_of): no reordering copy
     return keys[key_columns].merge(table, on=key_columns, how="left", validate="one_to_one")
+
+
+def _same_keys(table: pd.DataFrame, keys: pd.DataFrame) -> bool:
+    """Whether ``table`` has exactly the (store_id, as_of) rows of ``keys``, in order."""
+    return all(
+        np.array_equal(table[c].to_numpy(), keys[c].to_numpy()) for c in ("store_id", "as_of")
+    )
 
 
 def _offset(report: Progress, offset: int, total: int) -> Progress:
@@ -327,44 +340,60 @@ def compute_store_features(
     defs = feature_defs(names)
     stages = stages_for(defs)
     uses_listings = any(st.source == "listings" for st in stages)
+    uses_mentions = any(st.name == "brand_mentions" for st in stages)
     total = len(stages) + 5
-    created: list[str] = []
+    created: list[tuple[str, str]] = []
 
-    def materialize(name: str, sql: str, done: int, what: str) -> None:
+    def materialize(name: str, sql: str, done: int, what: str, kind: str = "TABLE") -> None:
         report(what, done, total)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
-        created.append(name)
+        con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}")
+        created.append((kind, name))
 
     try:
         con.register("snapshot_keys_input", keys[["store_id", "as_of"]])
-        materialize(
-            "snapshot_keys",
-            "SELECT DISTINCT CAST(store_id AS VARCHAR) AS store_id, "
-            "CAST(as_of AS TIMESTAMP) AS as_of FROM snapshot_keys_input",
-            0,
-            "preparing snapshots",
-        )
-        con.unregister("snapshot_keys_input")
+        try:
+            materialize(
+                "snapshot_keys",
+                "SELECT DISTINCT CAST(store_id AS VARCHAR) AS store_id, "
+                "CAST(as_of AS TIMESTAMP) AS as_of FROM snapshot_keys_input",
+                0,
+                "preparing snapshots",
+            )
+        finally:
+            con.unregister("snapshot_keys_input")
         materialize("snapshots", snapshots_sql("snapshot_keys"), 1, "preparing snapshots")
         if uses_listings:
-            brands = brand_pattern([row[0] for row in con.execute(brands_sql()).fetchall()])
-            materialize("listing_facts", listing_facts_sql(DUCKDB, brands), 2, "reading listings")
-            materialize(
-                "brand_mentions", brand_mentions_sql(DUCKDB, brands), 3, "finding brand names"
-            )
+            brands = None
+            if uses_mentions:
+                brands = brand_pattern([row[0] for row in con.execute(brands_sql()).fetchall()])
+            # A view: each stage computes only the listing facts it reads (the text flags
+            # are costly and only one stage needs them).
+            facts = listing_facts_sql(DUCKDB, brands)
+            materialize("listing_facts", facts, 2, "reading listings", kind="VIEW")
+            if uses_mentions:
+                mentions = brand_mentions_sql(DUCKDB, brands)
+                materialize("brand_mentions", mentions, 3, "finding brand names")
         for i, stage in enumerate(stages):
-            materialize(
-                f"stage_{stage.name}", stage.sql(DUCKDB), 4 + i, f"{stage.source}: {stage.name}"
-            )
+            sql = stage_sql(stage, defs, DUCKDB)
+            materialize(f"stage_{stage.name}", sql, 4 + i, f"{stage.source}: {stage.name}")
         report("joining features", total - 1, total)
-        table = con.execute(final_sql(DUCKDB, names)).df()
+        table = con.sql(final_sql(DUCKDB, names)).to_arrow_table()
     finally:
-        for name in reversed(created):
-            con.execute(f"DROP TABLE IF EXISTS {name}")
-    # Sorting by snap_id (numbered in (store_id, as_of) order) in numpy is one copy; an
-    # ORDER BY in the query would sort the wide rows in DuckDB first.
-    order = np.argsort(table["snap_id"].to_numpy(), kind="stable")
-    return table.drop(columns="snap_id").take(order).reset_index(drop=True)
+        for kind, name in reversed(created):
+            con.execute(f"DROP {kind} IF EXISTS {name}")
+    return sorted_frame(table, "snap_id")
+
+
+def sorted_frame(table: pa.Table, key: str) -> pd.DataFrame:
+    """An Arrow query result as a pandas frame sorted by ``key`` (dropped), one copy only.
+
+    Sorting in Arrow and converting with one block per column avoids the copies DuckDB's
+    ``.df()`` and pandas' block consolidation make of wide tables (seconds at 1M rows); an
+    ORDER BY in the query would sort the wide rows in DuckDB first.
+    """
+    order = pc.sort_indices(table[key])
+    table = table.drop_columns([key]).take(order)
+    return table.to_pandas(split_blocks=True, self_destruct=True)
 
 
 def spec_path(out: str | Path) -> Path:
@@ -420,12 +449,13 @@ def coerce_to_spec(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """Cast each feature column to its spec dtype's pandas type.
 
     Floats become float64 (NULL as NaN), ints int64, bools bool and categories strings.
+    Columns that already have their type are not copied (wide tables are big).
 
     Raises:
         FeatureSpecError: If an int or bool column has missing values (a definition bug:
             those must be defined for every row).
     """
-    out = {"store_id": table["store_id"].astype("str"), "as_of": table["as_of"]}
+    casts: dict[str, str] = {"store_id": "str", "as_of": "datetime64[us]"}
     for feat in spec:
         column = table[feat.name]
         if feat.dtype in ("int", "bool") and column.isna().any():
@@ -433,13 +463,14 @@ def coerce_to_spec(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
                 f"feature {feat.name!r} ({feat.dtype}) has {int(column.isna().sum())} missing "
                 "values"
             )
-        if feat.dtype == "float":
-            out[feat.name] = pd.to_numeric(column, errors="raise").astype("float64")
-        else:
-            out[feat.name] = column.astype(_PANDAS_DTYPES[feat.dtype])
-    frame = pd.DataFrame(out, index=table.index)
-    frame["as_of"] = pd.to_datetime(frame["as_of"]).astype("datetime64[us]")
-    return frame.reset_index(drop=True)
+        if feat.dtype == "float" and not pd.api.types.is_numeric_dtype(column.dtype):
+            table = table.assign(**{feat.name: pd.to_numeric(column, errors="raise")})
+        casts[feat.name] = _PANDAS_DTYPES[feat.dtype]
+    columns = ["store_id", "as_of", *spec.names]
+    changed = {c: t for c, t in casts.items() if table[c].dtype != pd.api.types.pandas_dtype(t)}
+    if "as_of" in changed:
+        table = table.assign(as_of=pd.to_datetime(table["as_of"]))
+    return table[columns].astype(changed).reset_index(drop=True)
 
 
 __all__ = [

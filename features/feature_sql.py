@@ -142,6 +142,10 @@ SPARK = Dialect(
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (DUCKDB, SPARK)}
 
 
+Keep = frozenset[str] | None
+"""Aggregate columns a stage must compute (None: all of them)."""
+
+
 @dataclass(frozen=True)
 class Stage:
     """One aggregation pass over an event table, keyed by ``snap_id``.
@@ -150,13 +154,14 @@ class Stage:
         name: Short name; the materialized relation is ``stage_<name>``.
         alias: Alias used for the stage in feature expressions; its columns start with it.
         source: The contract table the stage reads (for progress reports).
-        sql: Renders the stage's SELECT for a dialect.
+        sql: Renders the stage's SELECT for a dialect, computing at least the aggregate
+            columns given (all when None).
     """
 
     name: str
     alias: str
     source: str
-    sql: Callable[[Dialect], str]
+    sql: Callable[[Dialect, Keep], str]
 
 
 @dataclass(frozen=True)
@@ -203,6 +208,21 @@ def zero(expr: str) -> str:
 def days_before_as_of(d: Dialect, timestamp: str) -> str:
     """Days between ``timestamp`` and the row's as-of time (NULL if ``timestamp`` is)."""
     return f"(({d.epoch('s.as_of')} - {d.epoch(timestamp)}) / {SECONDS_PER_DAY})"
+
+
+def aggregate_select(aggregates: dict[str, str], source: str, keep: Keep = None) -> str:
+    """One-level stage: ``SELECT s.snap_id, <aggregates> <source> GROUP BY s.snap_id``.
+
+    Args:
+        aggregates: Output column -> aggregate expression.
+        source: FROM clause (see ``event_join``).
+        keep: Only these output columns (all when None); unknown names are ignored.
+    """
+    items = [
+        f"{expr} AS {name}" for name, expr in aggregates.items() if keep is None or name in keep
+    ]
+    select = ",\n  ".join(["s.snap_id", *items])
+    return f"SELECT {select}\n{source}\nGROUP BY s.snap_id"
 
 
 def event_join(table: str, time_column: str) -> str:

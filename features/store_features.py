@@ -28,7 +28,9 @@ from features.feature_sql import (
     DUCKDB,
     Dialect,
     FeatureDef,
+    Keep,
     Stage,
+    aggregate_select,
     days_before_as_of,
     div,
     event_join,
@@ -72,34 +74,60 @@ SELECT row_number() OVER (ORDER BY k.store_id, k.as_of) AS snap_id,
 FROM {keys} k JOIN stores st ON st.store_id = k.store_id"""
 
 
-def _seller_stage(_d: Dialect) -> str:
+def _seller_stage(_d: Dialect, keep: Keep = None) -> str:
     # The seller's other stores already open at T (a seller re-opening stores after bans).
-    return """
-SELECT s.snap_id, count(*) AS sf_other,
-  count(*) FILTER (WHERE o.opened_at >= s.t90) AS sf_new90
-FROM snapshots s JOIN stores o
-  ON o.seller_id = s.seller_id AND o.store_id <> s.store_id AND o.opened_at < s.as_of
-GROUP BY s.snap_id"""
+    aggregates = {
+        "sf_other": "count(*)",
+        "sf_new90": "count(*) FILTER (WHERE o.opened_at >= s.t90)",
+    }
+    source = (
+        "FROM snapshots s JOIN stores o ON o.seller_id = s.seller_id "
+        "AND o.store_id <> s.store_id AND o.opened_at < s.as_of"
+    )
+    return aggregate_select(aggregates, source, keep)
 
 
-def _logins_stage(_d: Dialect) -> str:
+def _logins_stage(_d: Dialect, keep: Keep = None) -> str:
     start, end = NIGHT_HOURS
+    aggregates = {
+        "g_n": "count(*)",
+        "g_n30": "count(*) FILTER (WHERE e.logged_at >= s.t30)",
+        "g_no_wifi": "count(*) FILTER (WHERE e.wifi_id IS NULL)",
+        "g_night": (
+            f"count(*) FILTER (WHERE hour(e.logged_at) >= {start} AND hour(e.logged_at) < {end})"
+        ),
+        "g_last": "max(e.logged_at)",
+    }
+    return aggregate_select(aggregates, event_join("logins", "logged_at"), keep)
+
+
+def _login_resources_stage(d: Dialect, _keep: Keep = None) -> str:
+    # Distinct IPs, devices and Wi-Fi networks from one join: GROUPING SETS fill the three
+    # per-snapshot key sets in one pass (count(DISTINCT ...) would materialize the join).
+    # Keys are 64-bit hashes (cheaper than the strings; NULL stays NULL so it is not counted).
+    def key(column: str) -> str:
+        return f"CASE WHEN e.{column} IS NOT NULL THEN {d.hash(f'e.{column}')} END"
+
     return f"""
-SELECT s.snap_id,
-  count(*) AS g_n,
-  count(*) FILTER (WHERE e.logged_at >= s.t30) AS g_n30,
-  count(DISTINCT e.ip) AS g_ips,
-  count(DISTINCT e.device_id) AS g_devices,
-  count(DISTINCT e.wifi_id) AS g_wifi,
-  count(DISTINCT CASE WHEN e.logged_at >= s.t30 THEN e.device_id END) AS g_devices30,
-  count(*) FILTER (WHERE e.wifi_id IS NULL) AS g_no_wifi,
-  count(*) FILTER (WHERE hour(e.logged_at) >= {start} AND hour(e.logged_at) < {end}) AS g_night,
-  max(e.logged_at) AS g_last
-{event_join("logins", "logged_at")}
-GROUP BY s.snap_id"""
+SELECT snap_id,
+  count(ip) FILTER (WHERE by_ip = 0) AS gr_ips,
+  count(device) FILTER (WHERE by_device = 0) AS gr_devices,
+  count(device) FILTER (WHERE by_device = 0 AND recent = 1) AS gr_devices30,
+  count(wifi) FILTER (WHERE by_wifi = 0) AS gr_wifi
+FROM (
+  SELECT snap_id, ip, device, wifi, GROUPING(ip) AS by_ip, GROUPING(device) AS by_device,
+    GROUPING(wifi) AS by_wifi, max(recent) AS recent
+  FROM (
+    SELECT s.snap_id, {key("ip")} AS ip, {key("device_id")} AS device, {key("wifi_id")} AS wifi,
+      CASE WHEN e.logged_at >= s.t30 THEN 1 ELSE 0 END AS recent
+    {event_join("logins", "logged_at")}
+  ) keyed
+  GROUP BY GROUPING SETS ((snap_id, ip), (snap_id, device), (snap_id, wifi))
+) per_key
+GROUP BY snap_id"""
 
 
-def _login_days_stage(_d: Dialect) -> str:
+def _login_days_stage(_d: Dialect, _keep: Keep = None) -> str:
     return f"""
 SELECT snap_id, count(*) AS gd_days, max(n) AS gd_max, sum(n) AS gd_n
 FROM (
@@ -115,6 +143,7 @@ STAGES: tuple[Stage, ...] = (
     *catalogue.STAGES,
     *activity.STAGES,
     Stage("logins", "g", "logins", _logins_stage),
+    Stage("login_resources", "gr", "logins", _login_resources_stage),
     Stage("login_days", "gd", "logins", _login_days_stage),
 )
 
@@ -239,7 +268,7 @@ ENVIRONMENT: tuple[FeatureDef, ...] = (
         "Distinct IP addresses used to log in before T (0 if none).",
         "higher",
         "logged in from {value:,.0f} different IP addresses",
-        zero("g.g_ips"),
+        zero("gr.gr_ips"),
     ),
     feature(
         "distinct_devices",
@@ -248,7 +277,7 @@ ENVIRONMENT: tuple[FeatureDef, ...] = (
         "Distinct devices used to log in before T (0 if none).",
         "higher",
         "logged in from {value:,.0f} different devices",
-        zero("g.g_devices"),
+        zero("gr.gr_devices"),
     ),
     feature(
         "distinct_wifi_networks",
@@ -257,7 +286,7 @@ ENVIRONMENT: tuple[FeatureDef, ...] = (
         "Distinct Wi-Fi networks seen at logins before T (0 if none).",
         "higher",
         "logged in over {value:,.0f} different Wi-Fi networks",
-        zero("g.g_wifi"),
+        zero("gr.gr_wifi"),
     ),
     feature(
         "devices_30d",
@@ -266,7 +295,7 @@ ENVIRONMENT: tuple[FeatureDef, ...] = (
         "Distinct devices used to log in in the 30 days before T (0 if none).",
         "higher",
         "{value:,.0f} devices used in the last 30 days",
-        zero("g.g_devices30"),
+        zero("gr.gr_devices30"),
     ),
     feature(
         "ips_per_login",
@@ -275,7 +304,7 @@ ENVIRONMENT: tuple[FeatureDef, ...] = (
         f"Distinct IPs / logins (IP churn), {_LOGINS_NOTE}.",
         "higher",
         "changes IP address often ({value:.2f} IPs per login)",
-        div("g.g_ips", "g.g_n"),
+        div("gr.gr_ips", "g.g_n"),
     ),
     feature(
         "share_logins_without_wifi",
@@ -351,6 +380,16 @@ def stages_for(defs: Iterable[FeatureDef], d: Dialect = DUCKDB) -> tuple[Stage, 
     return tuple(st for st in STAGES if st.alias in used)
 
 
+def stage_sql(stage: Stage, defs: Iterable[FeatureDef], d: Dialect = DUCKDB) -> str:
+    """A stage's SELECT computing only the aggregates the given features use.
+
+    (Two-level stages are computed whole: their aggregates share one costly inner grouping.)
+    """
+    pattern = re.compile(rf"\b{re.escape(stage.alias)}\.([a-z0-9_]+)")
+    used = frozenset(c for f in defs for c in pattern.findall(f.expr(d)))
+    return stage.sql(d, used)
+
+
 def final_sql(d: Dialect = DUCKDB, names: Iterable[str] | None = None) -> str:
     """The SELECT that joins the stages to the snapshots and computes the features.
 
@@ -392,6 +431,6 @@ def render_sql(d: Dialect, keys: str = "snapshot_keys", brands: list[str] | None
         "listing_facts": catalogue.listing_facts_sql(d, pattern),
         "brand_mentions": catalogue.brand_mentions_sql(d, pattern),
     }
-    statements.update({f"stage_{st.name}": st.sql(d) for st in STAGES})
+    statements.update({f"stage_{st.name}": stage_sql(st, FEATURE_DEFS, d) for st in STAGES})
     statements["features"] = final_sql(d)
     return statements

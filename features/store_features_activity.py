@@ -10,7 +10,9 @@ from __future__ import annotations
 from features.feature_sql import (
     Dialect,
     FeatureDef,
+    Keep,
     Stage,
+    aggregate_select,
     days_before_as_of,
     div,
     event_join,
@@ -26,42 +28,44 @@ SLOW_DELIVERY_DAYS = 14
 # Burst statistics (events per day) look at this many days before T: recent behaviour, and
 # per-day grouping over the whole history would cost as much as all other features.
 BURST_WINDOW = "t90"
+# Buyer statistics too: almost every (store, buyer) pair is distinct, so grouping all orders
+# by buyer is the costliest step of the build (~50M groups at 1M stores); the last 90 days
+# show the current buyer base (and brushing with fake orders) at a sixth of the cost.
+BUYER_WINDOW = "t90"
 
 
-def _orders_stage(d: Dialect) -> str:
+def _orders_stage(d: Dialect, keep: Keep = None) -> str:
     delivered = "e.delivered_at < s.as_of"
     delivery_days = (
         f"CASE WHEN {delivered} THEN "
         f"({d.epoch('e.delivered_at')} - {d.epoch('e.ordered_at')}) / 86400.0 END"
     )
     slow = f"e.delivered_at - e.ordered_at > INTERVAL {SLOW_DELIVERY_DAYS} DAY"
-    return f"""
-SELECT s.snap_id,
-  count(*) AS o_n,
-  sum(e.amount) AS o_gmv,
-  count(*) FILTER (WHERE e.ordered_at >= s.t30) AS o_n30,
-  count(*) FILTER (WHERE e.ordered_at >= s.t60 AND e.ordered_at < s.t30) AS o_n30_before,
-  count(*) FILTER (WHERE e.ordered_at >= s.t90) AS o_n90,
-  sum(e.amount) FILTER (WHERE e.ordered_at >= s.t30) AS o_gmv30,
-  min(e.ordered_at) AS o_first,
-  max(e.ordered_at) AS o_last,
-  count(*) FILTER (WHERE {delivered}) AS o_delivered,
-  count(*) FILTER (WHERE {delivered} AND e.returned) AS o_returned,
-  avg({delivery_days}) AS o_delivery_mean,
-  count(*) FILTER (WHERE {delivered} AND {slow}) AS o_slow,
-  count(*) FILTER (WHERE e.ordered_at < s.t30) AS o_old,
-  count(*) FILTER (
-    WHERE e.ordered_at < s.t30 AND (e.delivered_at IS NULL OR e.delivered_at >= s.as_of)
-  ) AS o_old_undelivered,
-  count(*) FILTER (WHERE e.ship_from_region <> s.declared_region) AS o_mismatch
-{event_join("orders", "ordered_at")}
-GROUP BY s.snap_id"""
+    undelivered = "e.delivered_at IS NULL OR e.delivered_at >= s.as_of"
+    aggregates = {
+        "o_n": "count(*)",
+        "o_gmv": "sum(e.amount)",
+        "o_n30": "count(*) FILTER (WHERE e.ordered_at >= s.t30)",
+        "o_n30_before": "count(*) FILTER (WHERE e.ordered_at >= s.t60 AND e.ordered_at < s.t30)",
+        "o_n90": "count(*) FILTER (WHERE e.ordered_at >= s.t90)",
+        "o_gmv30": "sum(e.amount) FILTER (WHERE e.ordered_at >= s.t30)",
+        "o_first": "min(e.ordered_at)",
+        "o_last": "max(e.ordered_at)",
+        "o_delivered": f"count(*) FILTER (WHERE {delivered})",
+        "o_returned": f"count(*) FILTER (WHERE {delivered} AND e.returned)",
+        "o_delivery_mean": f"avg({delivery_days})",
+        "o_slow": f"count(*) FILTER (WHERE {delivered} AND {slow})",
+        "o_old": "count(*) FILTER (WHERE e.ordered_at < s.t30)",
+        "o_old_undelivered": f"count(*) FILTER (WHERE e.ordered_at < s.t30 AND ({undelivered}))",
+        "o_mismatch": "count(*) FILTER (WHERE e.ship_from_region <> s.declared_region)",
+    }
+    return aggregate_select(aggregates, event_join("orders", "ordered_at"), keep)
 
 
-def _order_buyers_stage(d: Dialect) -> str:
-    # Two levels: orders per (snapshot, buyer), then buyer statistics per snapshot. Buyers
-    # are grouped by a 64-bit hash of their id (cheaper than the string; a collision needs
-    # two buyers of the same store among ~1e19 values).
+def _order_buyers_stage(d: Dialect, _keep: Keep = None) -> str:
+    # Two levels: orders per (snapshot, buyer), then buyer statistics per snapshot, over the
+    # BUYER_WINDOW. Buyers are grouped by a 64-bit hash of their id (cheaper than the
+    # string; a collision needs two buyers of the same store among ~1e19 values).
     return f"""
 SELECT snap_id,
   count(*) AS ob_buyers,
@@ -71,13 +75,13 @@ SELECT snap_id,
   sum(n) FILTER (WHERE n >= 2) AS ob_repeat_orders
 FROM (
   SELECT s.snap_id, {d.hash("e.buyer_id")} AS buyer, count(*) AS n
-  {event_join("orders", "ordered_at")}
+  {event_join("orders", "ordered_at")} AND e.ordered_at >= s.{BUYER_WINDOW}
   GROUP BY s.snap_id, {d.hash("e.buyer_id")}
 ) per_buyer
 GROUP BY snap_id"""
 
 
-def _order_days_stage(_d: Dialect) -> str:
+def _order_days_stage(_d: Dialect, _keep: Keep = None) -> str:
     return f"""
 SELECT snap_id, count(*) AS od_days, max(n) AS od_max, sum(n) AS od_n
 FROM (
@@ -88,7 +92,7 @@ FROM (
 GROUP BY snap_id"""
 
 
-def _order_regions_stage(_d: Dialect) -> str:
+def _order_regions_stage(_d: Dialect, _keep: Keep = None) -> str:
     return f"""
 SELECT snap_id, count(*) AS or_regions, max(n) AS or_top, sum(n) AS or_n,
   sum(n * ln(n)) AS or_n_log_n, count(*) FILTER (WHERE recent = 1) AS or_regions30
@@ -101,33 +105,51 @@ FROM (
 GROUP BY snap_id"""
 
 
-def _reviews_stage(d: Dialect) -> str:
+def _reviews_stage(d: Dialect, keep: Keep = None) -> str:
     # Substring prefilter first: the regex runs only on the few texts that could match.
     text = "lower(e.text)"
     fake = (
         f"CASE WHEN {d.contains_any(text, prefilter_terms(FAKE_REVIEW_TERMS))} "
         f"THEN {d.regexp_like(text, fake_review_pattern())} ELSE FALSE END"
     )
+    short = f"length(trim(e.text)) < {SHORT_REVIEW_CHARS}"
+    aggregates = {
+        "r_n": "count(*)",
+        "r_n30": "count(*) FILTER (WHERE e.created_at >= s.t30)",
+        "r_mean": "avg(e.rating)",
+        "r_mean30": "avg(e.rating) FILTER (WHERE e.created_at >= s.t30)",
+        "r_std": "stddev_samp(e.rating)",
+        "r_5": "count(*) FILTER (WHERE e.rating = 5)",
+        "r_low": "count(*) FILTER (WHERE e.rating <= 2)",
+        "r_short5": f"count(*) FILTER (WHERE e.rating = 5 AND {short})",
+        "r_no_order": "count(*) FILTER (WHERE e.order_id IS NULL)",
+        "r_length": "avg(length(e.text))",
+        "r_fake": f"count(*) FILTER (WHERE {fake})",
+    }
+    return aggregate_select(aggregates, event_join("reviews", "created_at"), keep)
+
+
+def _review_repeats_stage(d: Dialect, _keep: Keep = None) -> str:
+    # Distinct texts and distinct reviewers from one join: GROUPING SETS fill both
+    # per-snapshot key sets in one pass, where count(DISTINCT ...) in the reviews stage made
+    # the engine materialize the whole join first. GROUPING(text_key) = 1 marks the
+    # reviewer set's rows.
     return f"""
-SELECT s.snap_id,
-  count(*) AS r_n,
-  count(*) FILTER (WHERE e.created_at >= s.t30) AS r_n30,
-  avg(e.rating) AS r_mean,
-  avg(e.rating) FILTER (WHERE e.created_at >= s.t30) AS r_mean30,
-  stddev_samp(e.rating) AS r_std,
-  count(*) FILTER (WHERE e.rating = 5) AS r_5,
-  count(*) FILTER (WHERE e.rating <= 2) AS r_low,
-  count(*) FILTER (WHERE e.rating = 5 AND length(trim(e.text)) < {SHORT_REVIEW_CHARS}) AS r_short5,
-  count(*) FILTER (WHERE e.order_id IS NULL) AS r_no_order,
-  count(DISTINCT {d.hash("e.text")}) AS r_texts,
-  count(DISTINCT {d.hash("e.buyer_id")}) AS r_reviewers,
-  avg(length(e.text)) AS r_length,
-  count(*) FILTER (WHERE {fake}) AS r_fake
-{event_join("reviews", "created_at")}
-GROUP BY s.snap_id"""
+SELECT snap_id,
+  count(*) FILTER (WHERE by_reviewer = 0) AS rr_texts,
+  count(*) FILTER (WHERE by_reviewer = 1) AS rr_reviewers
+FROM (
+  SELECT snap_id, GROUPING(text_key) AS by_reviewer
+  FROM (
+    SELECT s.snap_id, {d.hash("e.text")} AS text_key, {d.hash("e.buyer_id")} AS reviewer
+    {event_join("reviews", "created_at")}
+  ) keyed
+  GROUP BY GROUPING SETS ((snap_id, text_key), (snap_id, reviewer))
+) per_key
+GROUP BY snap_id"""
 
 
-def _review_days_stage(_d: Dialect) -> str:
+def _review_days_stage(_d: Dialect, _keep: Keep = None) -> str:
     return f"""
 SELECT snap_id, count(*) AS rd_days, max(n) AS rd_max, sum(n) AS rd_n
 FROM (
@@ -138,18 +160,18 @@ FROM (
 GROUP BY snap_id"""
 
 
-def _disputes_stage(_d: Dialect) -> str:
-    return f"""
-SELECT s.snap_id,
-  count(*) AS d_n,
-  count(*) FILTER (WHERE e.reason = 'counterfeit') AS d_cf,
-  count(*) FILTER (WHERE e.reason = 'counterfeit' AND e.opened_at >= s.t90) AS d_cf90,
-  count(*) FILTER (WHERE e.reason = 'not_as_described') AS d_nad,
-  count(*) FILTER (WHERE e.reason = 'not_received') AS d_nr,
-  max(CASE WHEN e.reason = 'counterfeit' THEN e.opened_at END) AS d_cf_last,
-  max(e.opened_at) AS d_last
-{event_join("disputes", "opened_at")}
-GROUP BY s.snap_id"""
+def _disputes_stage(_d: Dialect, keep: Keep = None) -> str:
+    cf = "e.reason = 'counterfeit'"
+    aggregates = {
+        "d_n": "count(*)",
+        "d_cf": f"count(*) FILTER (WHERE {cf})",
+        "d_cf90": f"count(*) FILTER (WHERE {cf} AND e.opened_at >= s.t90)",
+        "d_nad": "count(*) FILTER (WHERE e.reason = 'not_as_described')",
+        "d_nr": "count(*) FILTER (WHERE e.reason = 'not_received')",
+        "d_cf_last": f"max(CASE WHEN {cf} THEN e.opened_at END)",
+        "d_last": "max(e.opened_at)",
+    }
+    return aggregate_select(aggregates, event_join("disputes", "opened_at"), keep)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -158,6 +180,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("order_days", "od", "orders", _order_days_stage),
     Stage("order_regions", "or_", "orders", _order_regions_stage),
     Stage("reviews", "r", "reviews", _reviews_stage),
+    Stage("review_repeats", "rr", "reviews", _review_repeats_stage),
     Stage("review_days", "rd", "reviews", _review_days_stage),
     Stage("disputes", "d", "disputes", _disputes_stage),
 )
@@ -296,51 +319,53 @@ SALES: tuple[FeatureDef, ...] = (
     ),
 )
 
+_BUYERS_NOTE = "over orders placed in the 90 days before T; NULL if none"
+
 BUYERS: tuple[FeatureDef, ...] = (
     feature(
-        "distinct_buyers",
+        "distinct_buyers_90d",
         "buyers",
         "int",
-        "Distinct buyers who ordered before T (0 if none).",
+        "Distinct buyers who ordered in the 90 days before T (0 if none).",
         "none",
-        "{value:,.0f} different buyers",
+        "{value:,.0f} different buyers in the last 90 days",
         zero("ob.ob_buyers"),
     ),
     feature(
-        "repeat_buyer_share",
+        "repeat_buyer_share_90d",
         "buyers",
         "float",
-        "Share of buyers with two or more orders, over buyers who ordered before T; NULL if none.",
+        "Share of buyers with two or more orders, over buyers who ordered in the 90 days "
+        "before T (orders in that window); NULL if none.",
         "lower",
-        "only {value:.0%} of buyers came back",
+        "only {value:.0%} of recent buyers came back",
         div("ob.ob_repeat", "ob.ob_buyers"),
     ),
     feature(
-        "orders_per_buyer",
+        "orders_per_buyer_90d",
         "buyers",
         "float",
-        "Orders per distinct buyer before T; NULL without orders.",
+        f"Orders per distinct buyer, {_BUYERS_NOTE}.",
         "none",
-        "{value:.1f} orders per buyer",
+        "{value:.1f} orders per buyer in the last 90 days",
         div("ob.ob_n", "ob.ob_buyers"),
     ),
     feature(
-        "top_buyer_order_share",
+        "top_buyer_order_share_90d",
         "buyers",
         "float",
-        f"Share of orders from the store's most frequent buyer, {_ORDERS_NOTE}.",
+        f"Share of orders from the store's most frequent buyer, {_BUYERS_NOTE}.",
         "higher",
-        "one buyer placed {value:.0%} of its orders",
+        "one buyer placed {value:.0%} of its recent orders",
         div("ob.ob_top", "ob.ob_n"),
     ),
     feature(
-        "repeat_buyer_order_share",
+        "repeat_buyer_order_share_90d",
         "buyers",
         "float",
-        "Share of orders placed by buyers with two or more orders, over orders before T; "
-        "NULL if none.",
+        f"Share of orders placed by buyers with two or more orders, {_BUYERS_NOTE}.",
         "lower",
-        "only {value:.0%} of orders come from returning buyers",
+        "only {value:.0%} of recent orders come from returning buyers",
         div(zero("ob.ob_repeat_orders"), "ob.ob_n"),
     ),
 )
@@ -463,7 +488,7 @@ REVIEWS: tuple[FeatureDef, ...] = (
         f"1 - distinct review texts / reviews (copy-pasted reviews), {_REVIEWS_NOTE}.",
         "higher",
         "{value:.0%} of reviews repeat another review's text",
-        f"(1 - {div('r.r_texts', 'r.r_n')})",
+        f"(1 - {div('rr.rr_texts', 'r.r_n')})",
     ),
     feature(
         "reviews_per_reviewer",
@@ -472,7 +497,7 @@ REVIEWS: tuple[FeatureDef, ...] = (
         f"Reviews per distinct reviewer, {_REVIEWS_NOTE}.",
         "higher",
         "each reviewer left {value:.1f} reviews on average",
-        div("r.r_n", "r.r_reviewers"),
+        div("r.r_n", "rr.rr_reviewers"),
     ),
     feature(
         "mean_review_length",

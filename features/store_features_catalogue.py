@@ -8,7 +8,17 @@ per listing rather than once per snapshot.
 
 from __future__ import annotations
 
-from features.feature_sql import Dialect, FeatureDef, Stage, div, event_join, feature, zero
+from features.feature_sql import (
+    Dialect,
+    FeatureDef,
+    Keep,
+    Stage,
+    aggregate_select,
+    div,
+    event_join,
+    feature,
+    zero,
+)
 from features.text import (
     HARMLESS_PHRASES,
     REPLICA_TERMS,
@@ -120,35 +130,34 @@ FROM mentions m JOIN first_seen f ON f.brand = m.mentioned
 WHERE m.own_brand IS NULL OR m.mentioned <> m.own_brand"""
 
 
-def _listings_stage(d: Dialect) -> str:
+def _listings_stage(d: Dialect, keep: Keep = None) -> str:
     ratio = "e.price_ratio"
-    return f"""
-SELECT s.snap_id,
-  count(*) AS l_n,
-  count(*) FILTER (WHERE e.listed_at >= s.t30) AS l_n30,
-  count(e.brand) AS l_branded,
-  count({ratio}) AS l_priced,
-  {d.quantiles(ratio, (0.1, 0.5))} AS l_ratio_quantiles,
-  min({ratio}) AS l_ratio_min,
-  avg({ratio}) AS l_ratio_mean,
-  stddev_samp({ratio}) AS l_ratio_std,
-  count(*) FILTER (WHERE {ratio} < 0.5) AS l_below_half,
-  count(*) FILTER (WHERE {ratio} < 0.3) AS l_below_30,
-  count(*) FILTER (WHERE {ratio} > 1.0) AS l_above_reference,
-  avg(ln(e.brand_reference)) AS l_log_reference,
-  avg(ln(e.price)) AS l_log_price,
-  sum(e.stock) AS l_stock,
-  avg(ln(1 + e.stock)) AS l_log_stock,
-  count(*) FILTER (WHERE e.replica_title) AS l_replica_title,
-  count(*) FILTER (WHERE e.has_image_text) AS l_image_text,
-  count(*) FILTER (WHERE e.replica_image_text) AS l_replica_image,
-  count(*) FILTER (WHERE e.replica_title OR e.replica_image_text) AS l_replica_any,
-  avg(e.title_length) AS l_title_length
-{event_join("listing_facts", "listed_at")}
-GROUP BY s.snap_id"""
+    aggregates = {
+        "l_n": "count(*)",
+        "l_n30": "count(*) FILTER (WHERE e.listed_at >= s.t30)",
+        "l_branded": "count(e.brand)",
+        "l_priced": f"count({ratio})",
+        "l_ratio_quantiles": d.quantiles(ratio, (0.1, 0.5)),
+        "l_ratio_min": f"min({ratio})",
+        "l_ratio_mean": f"avg({ratio})",
+        "l_ratio_std": f"stddev_samp({ratio})",
+        "l_below_half": f"count(*) FILTER (WHERE {ratio} < 0.5)",
+        "l_below_30": f"count(*) FILTER (WHERE {ratio} < 0.3)",
+        "l_above_reference": f"count(*) FILTER (WHERE {ratio} > 1.0)",
+        "l_log_reference": "avg(ln(e.brand_reference))",
+        "l_log_price": "avg(ln(e.price))",
+        "l_stock": "sum(e.stock)",
+        "l_log_stock": "avg(ln(1 + e.stock))",
+        "l_replica_title": "count(*) FILTER (WHERE e.replica_title)",
+        "l_image_text": "count(*) FILTER (WHERE e.has_image_text)",
+        "l_replica_image": "count(*) FILTER (WHERE e.replica_image_text)",
+        "l_replica_any": "count(*) FILTER (WHERE e.replica_title OR e.replica_image_text)",
+        "l_title_length": "avg(e.title_length)",
+    }
+    return aggregate_select(aggregates, event_join("listing_facts", "listed_at"), keep)
 
 
-def _listing_brands_stage(_d: Dialect) -> str:
+def _listing_brands_stage(_d: Dialect, _keep: Keep = None) -> str:
     # Two levels: listings per (snapshot, brand), then the concentration per snapshot.
     return f"""
 SELECT snap_id, count(*) AS lb_brands, max(n) AS lb_top, sum(n) AS lb_n,
@@ -162,15 +171,14 @@ FROM (
 GROUP BY snap_id"""
 
 
-def _brand_mentions_stage(_d: Dialect) -> str:
-    return f"""
-SELECT s.snap_id,
-  count(DISTINCT CASE WHEN e.source = 'title' THEN e.listing_id END) AS lm_title_listings,
-  count(CASE WHEN e.source = 'title' THEN 1 END) AS lm_title_mentions,
-  count(DISTINCT CASE WHEN e.source = 'image' THEN e.listing_id END) AS lm_image_listings
-{event_join("brand_mentions", "listed_at")}
-  AND e.first_seen < s.as_of
-GROUP BY s.snap_id"""
+def _brand_mentions_stage(_d: Dialect, keep: Keep = None) -> str:
+    aggregates = {
+        "lm_title_listings": "count(DISTINCT CASE WHEN e.source = 'title' THEN e.listing_id END)",
+        "lm_title_mentions": "count(CASE WHEN e.source = 'title' THEN 1 END)",
+        "lm_image_listings": "count(DISTINCT CASE WHEN e.source = 'image' THEN e.listing_id END)",
+    }
+    source = f"{event_join('brand_mentions', 'listed_at')} AND e.first_seen < s.as_of"
+    return aggregate_select(aggregates, source, keep)
 
 
 STAGES: tuple[Stage, ...] = (

@@ -67,7 +67,7 @@ def make_logins(
     ip = np.where(u[2] >= 0.5, 40_000_000 + rng.integers(0, nat, m), ip)
     ip = np.where(u[2] >= 0.9, 50_000_000 + rng.integers(0, 50 * n_stores, m), ip)
     ip = np.where(in_ring & (u[2] < 0.4), 60_000_000 + ring[store] * 3 + rng.integers(0, 3, m), ip)
-    raw = pd.DataFrame({"store": store, "t": t, "ip": ip, "device": device, "wifi": wifi})  # noqa: F841 - read by DuckDB below
+    raw = pd.DataFrame({"store": store, "t": t, "ip": ip, "device": device, "wifi": wifi})
     out.mkdir(parents=True, exist_ok=True)
     con = connect()
     con.register("raw", raw)
@@ -85,7 +85,7 @@ def make_logins(
             rng.choice(np.flatnonzero(ring < 0), int(0.02 * n_stores), replace=False),
         ]
     )
-    return pd.DataFrame(
+    labels = pd.DataFrame(
         {
             "store_id": "s" + pd.Series(labelled).astype(str),
             "is_counterfeit": (ring[labelled] >= 0).astype(int),
@@ -93,6 +93,8 @@ def make_logins(
             + pd.to_timedelta(opened[labelled] + rng.uniform(10, 30, len(labelled)), unit="D"),
         }
     )
+    labels.to_parquet(out / "labels.parquet")
+    return labels
 
 
 def timed(label: str, repeat: int, func, *args, **kwargs):
@@ -120,18 +122,24 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/work/scratch/links/bench"))
     parser.add_argument("--memory-limit", default="6GB", help="DuckDB memory_limit")
     parser.add_argument("--repeat", type=int, default=3, help="runs per timed step")
+    parser.add_argument(
+        "--reuse", action="store_true", help="reuse logins/labels already generated in --out"
+    )
     args = parser.parse_args()
 
-    labels = timed(
-        "generate logins",
-        1,
-        make_logins,
-        args.stores,
-        args.logins_per_store,
-        args.seed,
-        args.out,
-        args.stores_per_nat_ip,
-    )
+    if args.reuse:
+        labels = pd.read_parquet(args.out / "labels.parquet")
+    else:
+        labels = timed(
+            "generate logins",
+            1,
+            make_logins,
+            args.stores,
+            args.logins_per_store,
+            args.seed,
+            args.out,
+            args.stores_per_nat_ip,
+        )
     con = open_histories(args.out, tables=("logins",))
     con.execute(
         f"SET threads = 2; SET memory_limit = '{args.memory_limit}'; "

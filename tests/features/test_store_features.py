@@ -116,9 +116,9 @@ def test_order_dispute_and_logistics_values(base_table):
     s1 = _row(table, "s1")  # orders o1 (b1), o2 (b2), o3 (b1), all shipped from CN, DE declared
     assert s1["order_count"] == 3
     assert s1["gmv"] == pytest.approx(110.0)
-    assert s1["distinct_buyers"] == 2
-    assert s1["repeat_buyer_share"] == 0.5
-    assert s1["top_buyer_order_share"] == pytest.approx(2 / 3)
+    assert s1["distinct_buyers_90d"] == 2
+    assert s1["repeat_buyer_share_90d"] == 0.5
+    assert s1["top_buyer_order_share_90d"] == pytest.approx(2 / 3)
     assert s1["counterfeit_dispute_rate"] == pytest.approx(1 / 3)  # d1 counterfeit
     assert s1["dispute_rate"] == pytest.approx(2 / 3)  # d1, d3
     assert s1["days_since_last_counterfeit_dispute"] == pytest.approx(11.0)
@@ -129,6 +129,17 @@ def test_order_dispute_and_logistics_values(base_table):
     s2 = _row(table, "s2")  # orders o4, o10; d2 counterfeit on o4
     assert s2["counterfeit_dispute_rate"] == 0.5
     assert _row(table, "s3")["ship_from_mismatch_share"] == 0.0
+
+
+def test_buyer_statistics_cover_only_the_last_90_days(make_histories, tmp_path):
+    # s1: o1 (b1, 01-02 10:00), o2 (b2, 01-03 11:00), o3 (b1, 01-04 12:00). As of 04-02
+    # 12:00 the window starts 01-03 12:00, so only o3 is in it: b1's first order is not.
+    table, _ = build_feature_table(make_histories(tmp_path), "2024-04-02 12:00")
+    s1 = _row(table, "s1")
+    assert s1["order_count"] == 3
+    assert s1["distinct_buyers_90d"] == 1
+    assert s1["repeat_buyer_share_90d"] == 0.0
+    assert s1["top_buyer_order_share_90d"] == 1.0
 
 
 def test_review_login_and_text_values(base_table):
