@@ -1189,6 +1189,8 @@ def neighbour_snapshots(snapshots: pd.DataFrame, links: pd.DataFrame) -> pd.Data
             "links.linked_store_id": links["linked_store_id"],
         }
     )
+    if _covers_every_linked_store(snapshots, links, timed):
+        return snapshots.iloc[:0][keys].reset_index(drop=True)
     (stores, src, dst), codes = _encode(
         snapshots["store_id"], links["store_id"], links["linked_store_id"]
     )
@@ -1207,6 +1209,18 @@ def neighbour_snapshots(snapshots: pd.DataFrame, links: pd.DataFrame) -> pd.Data
     extra = extra[~_key_index(extra, code_keys).isin(_key_index(known, code_keys))]
     extra.insert(0, "store_id", codes[extra.pop("code").to_numpy()])
     return extra.sort_values(keys[::-1], kind="stable").reset_index(drop=True)
+
+
+def _covers_every_linked_store(snapshots: pd.DataFrame, links: pd.DataFrame, timed: bool) -> bool:
+    """Whether the snapshots already have a row for every linked store at every as-of time.
+
+    The usual case of a table of all stores at one as-of time: then no neighbour row can be
+    missing, and the graph need not be built at all.
+    """
+    if timed and snapshots["as_of"].nunique() > 1:
+        return False
+    linked = pd.Index(pd.unique(links["linked_store_id"].to_numpy()))
+    return bool(linked.isin(snapshots["store_id"]).all())
 
 
 def _key_index(frame: pd.DataFrame, columns: list[str]) -> pd.Index:

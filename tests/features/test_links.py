@@ -447,6 +447,14 @@ def test_neighbour_snapshots_returns_missing_neighbour_rows():
     assert list(map(tuple, extra.to_numpy())) == [("B", day(3)), ("C", day(10))]
 
 
+def test_neighbour_snapshots_at_one_time_skips_only_when_every_neighbour_is_present():
+    everyone = pd.DataFrame({"store_id": list("ABCDEF"), "as_of": day(60)})
+    assert neighbour_snapshots(everyone, RING).empty
+    without_c = everyone[everyone["store_id"] != "C"]
+    extra = neighbour_snapshots(without_c, RING)
+    assert list(map(tuple, extra.to_numpy())) == [("C", day(60))]
+
+
 # --------------------------------------------------------------------------- login_links
 
 
