@@ -9,7 +9,7 @@
 | ECE promotion threshold | ``SPOTCHECK_ECE_THRESHOLD`` | ``0.05`` |
 | sigmoid (not isotonic) calibration below this many positives | ``SPOTCHECK_SIGMOID_BELOW`` | 50 |
 | minimum positive labels in each of train, validation, test | ``SPOTCHECK_MIN_POSITIVES`` | 5 |
-| LightGBM threads | ``SPOTCHECK_NUM_THREADS`` | 1 |
+| LightGBM threads | ``SPOTCHECK_NUM_THREADS`` | the CPU cores this process may use |
 """
 
 from __future__ import annotations
@@ -45,6 +45,13 @@ class Settings:
     num_threads: int
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name, "").strip()
     return value or default
@@ -61,5 +68,7 @@ def load_settings() -> Settings:
         ece_threshold=float(_env("SPOTCHECK_ECE_THRESHOLD", "0.05")),
         sigmoid_below_positives=int(_env("SPOTCHECK_SIGMOID_BELOW", "50")),
         min_positives_per_split=int(_env("SPOTCHECK_MIN_POSITIVES", "5")),
-        num_threads=int(_env("SPOTCHECK_NUM_THREADS", "1")),
+        # Predictions are bit-identical for a given thread count; a different count changes
+        # floating-point sums in the last bits, so the count is logged with every run.
+        num_threads=int(_env("SPOTCHECK_NUM_THREADS", str(available_cores()))),
     )

@@ -21,7 +21,7 @@ from training import baselines, calibration, model_card, plots, registry, tracki
 from training.dataset import LABEL, Split, TrainingData, load_histories, load_own_data, split
 from training.evaluate import evaluate_probabilities, ranking_metrics, slice_metric_dict
 from training.evaluate import slice_metrics as compute_slices
-from training.model import fit_booster, fixed_params, lgb_dataset
+from training.model import binned_datasets, fit_booster, fixed_params
 from training.settings import CHALLENGER_ALIAS, Settings, load_settings
 
 SLICE_COLUMN = "category"
@@ -128,16 +128,19 @@ def _fit(
         n_jobs=request.n_jobs,
     )
     tuned = tune.tune(parts, data.spec, levels, config, client, experiment_id, run_id)
-    params = {**fixed_params(request.seed, settings.num_threads), **tuned.params}
-    train_set = lgb_dataset(parts.train, data.spec, levels)
-    validation_set = lgb_dataset(parts.validation, data.spec, levels, reference=train_set)
-    booster, _ = fit_booster(params, train_set, validation_set)
+    fixed = fixed_params(request.seed, settings.num_threads)
+    train_set, validation_set = binned_datasets(
+        parts.train, parts.validation, data.spec, levels, fixed
+    )
+    booster, _ = fit_booster({**fixed, **tuned.params}, train_set, validation_set)
     scorer = CounterfeitScorer.from_parts(booster, {}, data.spec, levels)
     raw_validation = scorer.raw_scores(parts.validation)
     scorer.calibrator_ = calibration.fit_calibrator(
         raw_validation, parts.validation[LABEL].to_numpy(), settings.sigmoid_below_positives
     )
     mlflow.log_params({f"lgb.{k}": v for k, v in tuned.params.items()})
+    # Same data, seed and thread count give identical predictions; the count is part of it.
+    mlflow.log_param("lgb.num_threads", settings.num_threads)
     mlflow.set_tag("optuna.study_name", tuned.study_name)
     return _Fitted(scorer, tuned)
 

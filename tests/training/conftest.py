@@ -103,6 +103,16 @@ def make_own_data(
     return out
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_lightgbm_thread():
+    """Train with one thread: on these small tables more threads only add synchronisation,
+    which stalls badly when other jobs share the cores (the default is every core; see
+    ``test_threads_default_to_the_available_cores``)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SPOTCHECK_NUM_THREADS", "1")
+        yield
+
+
 @pytest.fixture(scope="session")
 def own_data(tmp_path_factory: pytest.TempPathFactory) -> OwnData:
     """A 3,000-store team dataset (read-only: tests must not modify it)."""

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from training.settings import load_settings
+
 BUDGET_METRICS = ("precision_at_0.5pct", "precision_at_1pct", "precision_at_2pct")
 
 
@@ -85,6 +87,13 @@ def test_logs_metrics_baselines_slices_and_artifacts(byo_model, client):
         assert path in artifacts, path
     card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
     assert "price_rule" in card and "logistic_regression" in card and "Limitations" in card
+
+
+def test_thread_count_is_logged_with_the_tuned_parameters(byo_model, client):
+    # Predictions are identical for a given thread count only, so the run records it.
+    params = client.get_run(byo_model.summary["run_id"]).data.params
+    assert int(params["lgb.num_threads"]) == load_settings().num_threads
+    assert float(params["lgb.learning_rate"]) == byo_model.summary["params"]["learning_rate"]
 
 
 def test_trials_are_nested_runs_under_the_training_run(byo_model, client):

@@ -1,0 +1,155 @@
+"""Tuning machinery: Datasets binned once and reused, progress-based pruning, thread count."""
+
+from __future__ import annotations
+
+import math
+
+import lightgbm as lgb
+import optuna
+import pytest
+
+from features.model_contract import category_levels
+from training import tune
+from training.dataset import load_own_data, split
+from training.model import binned_datasets, default_params, fit_booster, fixed_params, lgb_dataset
+from training.settings import available_cores, load_settings
+
+
+@pytest.fixture(scope="module")
+def parts(own_data):
+    """Split, spec and levels of the 3,000-store team data (features only, no links)."""
+    data = load_own_data(own_data.features, own_data.labels)
+    split_ = split(data, 0, load_settings())
+    return split_, data.spec, category_levels(split_.train, data.spec)
+
+
+def _trees(booster: lgb.Booster) -> str:
+    # The model text's parameter section names the thread count; the trees must match.
+    return booster.model_to_string().split("end of trees")[0]
+
+
+def test_reused_datasets_give_the_same_boosters_as_fresh_ones(parts):
+    split_, spec, levels = parts
+    fixed = fixed_params(seed=3, num_threads=2)
+    first = {**default_params(), "learning_rate": 0.1}
+    # Changes every kind of tuned parameter, min_data_in_leaf included.
+    second = {
+        **first,
+        "num_leaves": 40,
+        "min_data_in_leaf": 60,
+        "extra_trees": True,
+        "feature_fraction": 0.5,
+        "scale_pos_weight": 4.0,
+    }
+    train, validation = binned_datasets(split_.train, split_.validation, spec, levels, fixed)
+    reused = [fit_booster({**fixed, **p}, train, validation) for p in (first, second, first)]
+    for params, (booster, value) in zip((first, second, first), reused, strict=True):
+        fresh_train = lgb_dataset(split_.train, spec, levels)
+        fresh_validation = lgb_dataset(split_.validation, spec, levels, reference=fresh_train)
+        fresh, fresh_value = fit_booster({**fixed, **params}, fresh_train, fresh_validation)
+        assert _trees(booster) == _trees(fresh)
+        assert value == fresh_value
+    assert _trees(reused[0][0]) != _trees(reused[1][0])
+
+
+def test_a_dataset_parameter_change_fails_instead_of_silently_rebinning(parts):
+    split_, spec, levels = parts
+    fixed = fixed_params(seed=3, num_threads=1)
+    train, validation = binned_datasets(split_.train, split_.validation, spec, levels, fixed)
+    with pytest.raises(lgb.basic.LightGBMError, match="max_bin"):
+        fit_booster({**fixed, **default_params(), "max_bin": 15}, train, validation)
+
+
+def test_progress_steps_line_up_learning_rates():
+    # Twice the learning rate reaches the same step in half the rounds.
+    assert tune.progress_step(100, 0.05) == tune.progress_step(50, 0.1) == 10
+    assert tune.progress_step(1, 0.03) == 0
+
+
+def _lagging_study(pruning: bool) -> optuna.Study:
+    """A study whose completed trials scored a perfect 1.0 at every step."""
+    study = optuna.create_study(direction="maximize", pruner=tune.make_pruner(pruning))
+    for _ in range(tune.PRUNE_STARTUP_TRIALS):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=1.0,
+                params={},
+                distributions={},
+                intermediate_values={step: 1.0 for step in range(200)},
+            )
+        )
+    return study
+
+
+def _study_with(pruner: optuna.pruners.BasePruner, pruned_values: list[float]) -> optuna.Study:
+    """Three completed trials at 0.95-0.97 and pruned ones at ``pruned_values`` (step 10)."""
+    study = optuna.create_study(direction="maximize", pruner=pruner)
+    for value in (0.95, 0.96, 0.97):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value, params={}, distributions={}, intermediate_values={10: value}
+            )
+        )
+    for value in pruned_values:
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=optuna.trial.TrialState.PRUNED,
+                params={},
+                distributions={},
+                intermediate_values={10: value},
+            )
+        )
+    return study
+
+
+def _prunes(study: optuna.Study, value: float) -> bool:
+    trial = study.ask()
+    trial.report(value, tune.PRUNE_WARMUP_STEPS)
+    return trial.should_prune()
+
+
+def test_pruned_trials_stay_in_the_reference_so_each_prune_does_not_raise_the_bar():
+    keep = tune.PRUNE_KEEP_PERCENTILE
+    pruned = [0.80, 0.82, 0.84, 0.86, 0.88]
+    # Optuna's percentile pruner only sees the three good completed trials...
+    optuna_pruner = optuna.pruners.PercentilePruner(keep, n_startup_trials=3, n_min_trials=3)
+    assert _prunes(_study_with(optuna_pruner, pruned), 0.952)
+    # ...the project's also counts the trials it pruned, where a 0.952 is far from lagging.
+    assert not _prunes(_study_with(tune.make_pruner(True), pruned), 0.952)
+    assert _prunes(_study_with(tune.make_pruner(True), pruned), 0.81)
+    assert not _prunes(_study_with(tune.make_pruner(False), pruned), 0.5)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.25])
+def test_a_lagging_trial_is_pruned_at_the_first_step_after_warmup(parts, rate):
+    split_, spec, levels = parts
+    fixed = fixed_params(seed=0, num_threads=1)
+    train, validation = binned_datasets(split_.train, split_.validation, spec, levels, fixed)
+    params = {**fixed, **default_params(), "learning_rate": rate}
+    study = _lagging_study(pruning=True)
+    trial = study.ask()
+    reporter = tune.PruningReporter(trial, rate)
+    with pytest.raises(optuna.TrialPruned):
+        fit_booster(params, train, validation, [reporter])
+    # The first round whose progress (rounds x rate) reaches the warmup, whatever the rate.
+    warmup_rounds = math.ceil(tune.PRUNE_WARMUP_STEPS * tune.PROGRESS_PER_STEP / rate - 1e-9)
+    assert reporter.rounds == warmup_rounds
+    assert max(trial.storage.get_trial(trial._trial_id).intermediate_values) == (
+        tune.PRUNE_WARMUP_STEPS
+    )
+    # Without pruning, the same trial runs to early stopping and still reports its curve.
+    study = _lagging_study(pruning=False)
+    trial = study.ask()
+    reporter = tune.PruningReporter(trial, rate)
+    booster, _ = fit_booster(params, train, validation, [reporter])
+    assert reporter.rounds > warmup_rounds
+    assert reporter.rounds >= booster.current_iteration()
+    steps = trial.storage.get_trial(trial._trial_id).intermediate_values
+    assert max(steps) == tune.progress_step(reporter.rounds, rate)
+
+
+def test_threads_default_to_the_available_cores(monkeypatch):
+    monkeypatch.delenv("SPOTCHECK_NUM_THREADS", raising=False)
+    assert load_settings().num_threads == available_cores() >= 1
+    monkeypatch.setenv("SPOTCHECK_NUM_THREADS", "1")
+    assert load_settings().num_threads == 1
