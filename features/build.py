@@ -197,12 +197,21 @@ def build_feature_table(
     """
     con = _open(histories, con, validate, progress)
     when = default_as_of(con) if as_of is None else to_utc_timestamp(as_of)
-    keys = con.execute(
+    return _build(con, open_store_keys(con, when), progress)
+
+
+def open_store_keys(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Keys (``store_id``, ``as_of``) of the stores open before ``as_of``, by store_id.
+
+    Args:
+        con: Connection with the histories views open.
+        as_of: Naive UTC as-of time (see ``to_utc_timestamp``).
+    """
+    return con.execute(
         "SELECT store_id, CAST(? AS TIMESTAMP) AS as_of FROM stores "
         "WHERE opened_at < CAST(? AS TIMESTAMP) ORDER BY store_id",
-        [when.to_pydatetime(), when.to_pydatetime()],
+        [as_of.to_pydatetime(), as_of.to_pydatetime()],
     ).df()
-    return _build(con, keys, progress)
 
 
 def build_training_table(

@@ -87,22 +87,17 @@ def phase_full(histories: Path, **_) -> dict:
     }
 
 
-def _keys(histories: Path, as_of: pd.Timestamp, sample: Path | None) -> pd.DataFrame:
-    stores = pd.read_parquet(histories / "stores.parquet", columns=["store_id", "opened_at"])
-    opened = stores["opened_at"].dt.tz_convert("UTC").dt.tz_localize(None)
-    keys = stores.loc[opened < as_of, ["store_id"]]
-    if sample is not None:
-        keys = keys[keys["store_id"].isin(pd.read_parquet(sample)["store_id"])]
-    return keys.assign(as_of=as_of).sort_values("store_id").reset_index(drop=True)
-
-
 def phase_subset_duckdb(histories: Path, as_of: pd.Timestamp, out: Path, sample=None) -> dict:
-    from features.build import compute_store_features, duckdb_connection
+    from features.build import compute_store_features, duckdb_connection, open_store_keys
     from features.histories import open_histories
 
     started = time.perf_counter()
     con = open_histories(histories, duckdb_connection())
-    keys = _keys(histories, as_of, sample)
+    # The production path's keys (build_feature_table's query), sampled like pandas' rows.
+    keys = open_store_keys(con, as_of)
+    if sample is not None:
+        sampled = keys["store_id"].isin(pd.read_parquet(sample)["store_id"])
+        keys = keys[sampled].reset_index(drop=True)
     table = compute_store_features(con, keys, names=SUBSET)
     seconds = time.perf_counter() - started
     table.to_parquet(out, index=False)
