@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.spec import Feature, FeatureSpec
 
@@ -1219,8 +1221,16 @@ def _covers_every_linked_store(snapshots: pd.DataFrame, links: pd.DataFrame, tim
     """
     if timed and snapshots["as_of"].nunique() > 1:
         return False
-    linked = pd.Index(pd.unique(links["linked_store_id"].to_numpy()))
-    return bool(linked.isin(snapshots["store_id"]).all())
+    # In Arrow: pandas' isin on Arrow-backed strings goes through Python lists (seconds).
+    try:
+        linked = pc.unique(pa.array(links["linked_store_id"]))
+        present = pa.array(snapshots["store_id"])
+        if present.type != linked.type:
+            present = present.cast(linked.type)
+        covered = pc.all(pc.is_in(linked, value_set=present)).as_py()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False  # ids Arrow cannot type in one go: the general path handles them
+    return covered is not False  # None: no links at all
 
 
 def _key_index(frame: pd.DataFrame, columns: list[str]) -> pd.Index:
