@@ -32,6 +32,9 @@ BURST_WINDOW = "t90"
 # by buyer is the costliest step of the build (~50M groups at 1M stores); the last 90 days
 # show the current buyer base (and brushing with fake orders) at a sixth of the cost.
 BUYER_WINDOW = "t90"
+# Repeated review texts and reviewers too: hashing every review text of the whole history
+# was the build's costliest review step, and brushing shows in the recent reviews.
+REVIEW_REPEAT_WINDOW = "t90"
 
 
 def _orders_stage(d: Dialect, keep: Keep = None) -> str:
@@ -130,19 +133,20 @@ def _reviews_stage(d: Dialect, keep: Keep = None) -> str:
 
 
 def _review_repeats_stage(d: Dialect, _keep: Keep = None) -> str:
-    # Distinct texts and distinct reviewers from one join: GROUPING SETS fill both
-    # per-snapshot key sets in one pass, where count(DISTINCT ...) in the reviews stage made
-    # the engine materialize the whole join first. GROUPING(text_key) = 1 marks the
-    # reviewer set's rows.
+    # Distinct texts and distinct reviewers over the REVIEW_REPEAT_WINDOW, from one join:
+    # GROUPING SETS fill both per-snapshot key sets in one pass, where count(DISTINCT ...)
+    # made the engine materialize the whole join first. GROUPING(text_key) = 1 marks the
+    # reviewer set's rows; the text set's counts add up to the window's reviews.
     return f"""
 SELECT snap_id,
   count(*) FILTER (WHERE by_reviewer = 0) AS rr_texts,
-  count(*) FILTER (WHERE by_reviewer = 1) AS rr_reviewers
+  count(*) FILTER (WHERE by_reviewer = 1) AS rr_reviewers,
+  sum(n) FILTER (WHERE by_reviewer = 0) AS rr_n
 FROM (
-  SELECT snap_id, GROUPING(text_key) AS by_reviewer
+  SELECT snap_id, GROUPING(text_key) AS by_reviewer, count(*) AS n
   FROM (
     SELECT s.snap_id, {d.hash("e.text")} AS text_key, {d.hash("e.buyer_id")} AS reviewer
-    {event_join("reviews", "created_at")}
+    {event_join("reviews", "created_at")} AND e.created_at >= s.{REVIEW_REPEAT_WINDOW}
   ) keyed
   GROUP BY GROUPING SETS ((snap_id, text_key), (snap_id, reviewer))
 ) per_key
@@ -482,22 +486,24 @@ REVIEWS: tuple[FeatureDef, ...] = (
         div(zero("r.r_n"), "o.o_n"),
     ),
     feature(
-        "duplicate_review_text_share",
+        "duplicate_review_text_share_90d",
         "reviews",
         "float",
-        f"1 - distinct review texts / reviews (copy-pasted reviews), {_REVIEWS_NOTE}.",
+        "1 - distinct review texts / reviews (copy-pasted reviews), over reviews written in "
+        "the 90 days before T; NULL if none.",
         "higher",
-        "{value:.0%} of reviews repeat another review's text",
-        f"(1 - {div('rr.rr_texts', 'r.r_n')})",
+        "{value:.0%} of the last 90 days' reviews repeat another review's text",
+        f"(1 - {div('rr.rr_texts', 'rr.rr_n')})",
     ),
     feature(
-        "reviews_per_reviewer",
+        "reviews_per_reviewer_90d",
         "reviews",
         "float",
-        f"Reviews per distinct reviewer, {_REVIEWS_NOTE}.",
+        "Reviews per distinct reviewer, over reviews written in the 90 days before T; NULL "
+        "if none.",
         "higher",
-        "each reviewer left {value:.1f} reviews on average",
-        div("r.r_n", "rr.rr_reviewers"),
+        "each reviewer of the last 90 days left {value:.1f} reviews on average",
+        div("rr.rr_n", "rr.rr_reviewers"),
     ),
     feature(
         "mean_review_length",

@@ -9,8 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.build import build_feature_table, feature_spec
+from features.build import build_feature_table, default_as_of, duckdb_connection, feature_spec
 from features.feature_sql import SPARK
+from features.histories import open_histories
 from features.spec import FEATURE_GROUPS, FeatureSpec
 from features.store_features import base_feature_spec, render_sql
 from features.text import FAKE_REVIEW_TERMS, REPLICA_TERMS, prefilter_terms, terms_pattern
@@ -142,6 +143,39 @@ def test_buyer_statistics_cover_only_the_last_90_days(make_histories, tmp_path):
     assert s1["top_buyer_order_share_90d"] == 1.0
 
 
+def _recent_repeated_reviews(reviews: pd.DataFrame) -> pd.DataFrame:
+    # s1 gets two "great" reviews in March, by b1 (again) and b7.
+    extra = pd.DataFrame(
+        {
+            "review_id": ["r7", "r8"],
+            "store_id": ["s1", "s1"],
+            "order_id": [None, None],
+            "buyer_id": ["b1", "b7"],
+            "created_at": [_ts("2024-03-01"), _ts("2024-03-02")],
+            "rating": [5, 5],
+            "text": ["great", "great"],
+        }
+    )
+    return pd.concat([reviews, extra], ignore_index=True)
+
+
+def test_review_repeats_cover_only_the_last_90_days(make_histories, tmp_path):
+    # s1's own reviews: r1 (b1, 01-20, "fake!"), r2 (b2, 01-21, "great"), then r7 and r8.
+    path = make_histories(tmp_path, mutate={"reviews": _recent_repeated_reviews})
+    early = _row(build_feature_table(path, T1)[0], "s1")  # window from 2023-11-03: r1, r2
+    assert early["duplicate_review_text_share_90d"] == 0.0
+    assert early["reviews_per_reviewer_90d"] == 1.0
+    # As of 04-25 12:00 the window starts 01-26 12:00: only r7 and r8, one text, two buyers.
+    late = _row(build_feature_table(path, "2024-04-25 12:00")[0], "s1")
+    assert late["review_count"] == 4
+    assert late["duplicate_review_text_share_90d"] == 0.5
+    assert late["reviews_per_reviewer_90d"] == 1.0
+    # Without reviews in the window the ratios are missing, not zero.
+    gone = _row(build_feature_table(path, "2024-07-01")[0], "s1")
+    assert pd.isna(gone["duplicate_review_text_share_90d"])
+    assert pd.isna(gone["reviews_per_reviewer_90d"])
+
+
 def test_review_login_and_text_values(base_table):
     table, _ = base_table
     s1 = _row(table, "s1")  # reviews "fake!" (1 star) and "great" (5 stars)
@@ -243,3 +277,37 @@ def test_prefilter_terms_cover_every_term():
         assert all(any(k in t for k in kept) for t in terms)
     assert "high copy" not in prefilter_terms(REPLICA_TERMS)  # "copy" already covers it
     assert terms_pattern(["aaa+", "aaa"]).startswith(r"(\baaa\+|")
+
+
+def _in_zone(tables: dict[str, pd.DataFrame], zone: str | None) -> dict[str, pd.DataFrame]:
+    """The tables with every timestamp column in ``zone`` (None: naive UTC)."""
+    out = {}
+    for name, frame in tables.items():
+        frame = frame.copy()
+        for column in frame.columns:
+            if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+                utc = frame[column].dt.tz_convert("UTC")
+                naive = utc.dt.tz_localize(None)
+                frame[column] = naive if zone is None else utc.dt.tz_convert(zone)
+        out[name] = frame
+    return out
+
+
+@pytest.mark.parametrize(
+    ("fmt", "zone"),
+    [("parquet", "Asia/Shanghai"), ("parquet", None), ("csv", "America/New_York"), ("csv", None)],
+)
+def test_default_as_of_is_the_same_from_any_timestamp_representation(tmp_path, fmt, zone):
+    # The latest time comes from raw Parquet statistics where it can; it must equal the max
+    # over the typed views whatever the files' time zones or format.
+    tables = _in_zone(histories_fixture.valid_tables(), zone)
+    # Make the latest instant an order's delivery, so every column kind is in play.
+    orders = tables["orders"]
+    orders.loc[orders.index[0], "delivered_at"] = orders["delivered_at"].max() + pd.Timedelta(
+        days=400
+    )
+    path = histories_fixture.write_histories(tmp_path / "h", tables, fmt)
+    con = open_histories(path, duckdb_connection())
+    latest = con.execute("SELECT max(delivered_at) FROM orders").fetchall()[0][0]
+    assert default_as_of(con) == pd.Timestamp(latest) + pd.Timedelta(microseconds=1)
+    assert default_as_of(con) > pd.Timestamp("2025-01-01")
