@@ -402,7 +402,7 @@ def _build_labels(labels: pd.DataFrame, store: np.ndarray, timed: bool) -> _Labe
     # On equal times counterfeit sorts last, so it wins ties (one positive test-buy is enough).
     order = np.lexsort((value, time, store))
     return _Labels(
-        store=store[order], time=time[order], value=value[order], stores=np.unique(store)
+        store=store[order], time=time[order], value=value[order], stores=_unique_ints(store)
     )
 
 
@@ -442,7 +442,7 @@ def _latest_labels(labels: _Labels, stores: np.ndarray, times: np.ndarray | None
     if times is None:
         times = np.full(len(stores), _NEVER, np.int64)
     # Rank times jointly so (store, time) packs into one sortable int64 key.
-    grid = np.unique(np.concatenate([labels.time, times]))
+    grid = _unique_ints(np.concatenate([labels.time, times]))
     width = len(grid) + 1
     label_keys = labels.store.astype(np.int64) * width + np.searchsorted(grid, labels.time)
     query_keys = stores.astype(np.int64) * width + np.searchsorted(grid, times)
@@ -461,7 +461,7 @@ def _row_lookup(
     if times is None:
         position = pd.Index(row_stores).get_indexer(stores)
         return position.astype(np.int64)
-    grid = np.unique(np.concatenate([row_times, times]))
+    grid = _unique_ints(np.concatenate([row_times, times]))
     width = len(grid) + 1
     row_keys = row_stores.astype(np.int64) * width + np.searchsorted(grid, row_times)
     order = np.argsort(row_keys, kind="stable")
@@ -628,7 +628,7 @@ def _weighted_bfs(
         origin, edges = _expand(graph, f_nodes)
         here = f_rows[origin]
         keep = _valid(graph, edges, None if times is None else times[here])
-        keys = np.unique(here[keep] * n + graph.dst[edges[keep]])
+        keys = _unique_ints(here[keep] * n + graph.dst[edges[keep]])
         at = np.minimum(np.searchsorted(visited, keys), len(visited) - 1)
         new = keys[visited[at] != keys]
         new_rows, new_nodes = new // n, new % n
@@ -665,7 +665,7 @@ def _bucket_labels(contraction: _Contraction, labels: _Labels, first: int | None
     if first is None:
         changed = np.zeros(0, np.int64)
     else:
-        changed = np.unique(labels.store[labels.time >= first])
+        changed = _unique_ints(labels.store[labels.time >= first])
         changed = changed[np.argsort(comp[changed], kind="stable")]
     return _BucketLabels(first, per_node, changed, comp[changed])
 
@@ -1231,6 +1231,18 @@ def _covers_every_linked_store(snapshots: pd.DataFrame, links: pd.DataFrame, tim
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         return False  # ids Arrow cannot type in one go: the general path handles them
     return covered is not False  # None: no links at all
+
+
+def _unique_ints(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array.
+
+    Sorting then dropping repeats: NumPy 2.4's hash-based ``np.unique`` takes ~1.8 s on two
+    million distinct int64s, about 70x longer.
+    """
+    ordered = np.sort(values, kind="stable")
+    keep = np.ones(len(ordered), bool)
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
 
 
 def _key_index(frame: pd.DataFrame, columns: list[str]) -> pd.Index:

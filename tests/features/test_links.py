@@ -580,3 +580,19 @@ def test_login_links_rejects_bad_caps_and_missing_view():
         login_links(con, {"ip": 1})
     with pytest.raises(LinkGraphError, match="logins"):
         login_links(connect())
+
+
+def test_unique_ints_matches_numpy_unique():
+    from features.links import _unique_ints
+
+    rng = np.random.default_rng(4)
+    arrays = [
+        np.array([], np.int64),
+        np.array([7]),
+        rng.integers(0, 5, 200),
+        rng.integers(-(1 << 40), 1 << 40, 5000),
+    ]
+    for values in arrays:
+        got = _unique_ints(values)
+        assert np.array_equal(got, np.unique(values))
+        assert got.dtype == values.dtype
