@@ -297,7 +297,12 @@ def _build(
     con: duckdb.DuckDBPyConnection, keys: pd.DataFrame, progress: Progress | None
 ) -> tuple[pd.DataFrame, FeatureSpec]:
     """Store features for ``keys`` and their link neighbours, then link features."""
-    from features.links import add_link_features, login_links, neighbour_snapshots
+    from features.links import (
+        add_link_features,
+        link_graph_part,
+        login_links,
+        neighbour_snapshots,
+    )
 
     report = progress or (lambda _step, _done, _total: None)
     total = len(STORE_STAGES) + 8
@@ -305,9 +310,16 @@ def _build(
     links = login_links(con)
     extra = neighbour_snapshots(keys, links) if len(keys) else keys.iloc[:0]
     all_keys = pd.concat([keys, extra[["store_id", "as_of"]]], ignore_index=True)
-    base = compute_store_features(con, all_keys, progress=_offset(report, 1, total))
-    report("adding link-graph features", total - 1, total)
     labels = con.execute("SELECT store_id, labeled_at, is_counterfeit FROM labels").df()
+    # The link graph needs only the rows' keys: it is built on a second thread while DuckDB
+    # computes the store features (DuckDB releases the GIL; the graph work is one thread).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        graph = pool.submit(
+            link_graph_part, _expected_rows(all_keys), links, labels, prefix=LINK_PREFIX
+        )
+        base = compute_store_features(con, all_keys, progress=_offset(report, 1, total))
+        graph_part = graph.result()
+    report("adding link-graph features", total - 1, total)
     spec_base = base_feature_spec()
     with_links, link_spec = add_link_features(
         base,
@@ -316,12 +328,40 @@ def _build(
         neighbour_columns=list(NEIGHBOUR_COLUMNS),
         prefix=LINK_PREFIX,
         base_spec=spec_base,
+        graph_part=graph_part,
     )
     spec = spec_base + link_spec
     table = coerce_to_spec(_requested_rows(with_links, keys), spec)
     spec.check_table(table)
     report("done", total, total)
     return table, spec
+
+
+def _expected_rows(keys: pd.DataFrame) -> pd.DataFrame:
+    """The (store_id, as_of) rows ``compute_store_features`` returns for known stores.
+
+    Distinct keys sorted like its output; a key of an unknown store would make the rows
+    differ, and ``add_link_features`` then builds the graph itself.
+    """
+    rows = keys[["store_id", "as_of"]]
+    if not _is_sorted_unique(rows):
+        rows = rows.drop_duplicates().sort_values(["store_id", "as_of"], kind="stable")
+    return rows.reset_index(drop=True)
+
+
+def _is_sorted_unique(rows: pd.DataFrame) -> bool:
+    """Whether (store_id, as_of) rows are strictly increasing (the usual case: no work)."""
+    if len(rows) < 2:
+        return True
+    ids = pa.array(rows["store_id"])
+    times = rows["as_of"].to_numpy()
+    previous, current = ids[:-1], ids[1:]
+    try:
+        ahead = pc.less(previous, current).to_numpy(zero_copy_only=False)
+        same = pc.equal(previous, current).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return bool(np.all(ahead | (same & (times[:-1] < times[1:]))))
 
 
 def _requested_rows(table: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:

@@ -20,6 +20,7 @@ The row's own store's label never counts, not even through a cycle in its ring.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -724,6 +725,7 @@ def add_link_features(
     kinds: Sequence[str] = LINK_KINDS,
     max_ring_size: int = DEFAULT_MAX_RING_SIZE,
     base_spec: FeatureSpec | None = None,
+    graph_part: LinkGraphPart | None = None,
 ) -> tuple[pd.DataFrame, FeatureSpec]:
     """Append link-graph features to a feature table.
 
@@ -757,6 +759,8 @@ def add_link_features(
             cap and no ring label count.
         base_spec: Spec of ``features``' columns; neighbour aggregates then inherit each
             column's description and risk direction.
+        graph_part: :func:`link_graph_part` of the same rows, links, labels and options,
+            computed ahead (e.g. while the features were built); ignored unless it fits.
 
     Returns:
         ``features`` with the link columns appended (same rows, order and index), and the
@@ -766,24 +770,16 @@ def add_link_features(
         LinkGraphError: On missing columns, missing or mismatched ids, unreadable or missing
             timestamps, labels that are not 0/1, or duplicate (store_id, as_of) rows.
     """
-    labels_given = labels is not None
     _check_inputs(features, links, labels)
-    timed = "as_of" in features.columns
-    options = _Options(
-        prefix=prefix,
-        kinds=tuple(kinds) if "kind" in links.columns else None,
-        recent=timed and "linked_at" in links.columns,
-        labels=labels_given,
-        neighbour_columns=_pick_neighbour_columns(features, neighbour_columns, prefix),
-        max_ring_size=_check_cap(max_ring_size),
-    )
+    columns = _pick_neighbour_columns(features, neighbour_columns, prefix)
+    options = _graph_options(features, links, labels, prefix, kinds, max_ring_size, columns)
     spec = _spec(options, base_spec)
     clash = [name for name in spec.names if name in features.columns]
     if clash:
         raise LinkGraphError(
             f"features already has column(s) {', '.join(clash[:5])}; pass another prefix"
         )
-    values = _compute(features, links, labels, options)
+    values = _compute(features, links, labels, options, graph_part)
     appended = pd.DataFrame(values, index=features.index)[spec.names]
     return pd.concat([features, appended], axis=1), spec
 
@@ -855,13 +851,123 @@ def _pick_neighbour_columns(
     return tuple(dict.fromkeys(requested))
 
 
+@dataclass(frozen=True)
+class LinkGraphPart:
+    """The link features that need only the rows' keys: all but the neighbour aggregates.
+
+    Made by :func:`link_graph_part`, possibly while the store features are still being
+    computed, and handed to :func:`add_link_features`, which uses it when its rows' keys
+    and options match and computes everything itself otherwise.
+    """
+
+    options: _Options
+    links: pd.DataFrame
+    labels: pd.DataFrame | None
+    store_ids: pa.ChunkedArray | None
+    as_of: np.ndarray | None
+    values: dict[str, np.ndarray]
+    stores: np.ndarray
+    times: np.ndarray | None
+    near: _Neighbours
+
+    def fits(
+        self,
+        features: pd.DataFrame,
+        links: pd.DataFrame,
+        labels: pd.DataFrame | None,
+        options: _Options,
+    ) -> bool:
+        """Whether this part fits: same rows in order, options, links and labels objects."""
+        if self.links is not links or self.labels is not labels:
+            return False
+        graph_options = dataclasses.replace(options, neighbour_columns=())
+        if self.options != graph_options or self.store_ids is None:
+            return False
+        if len(self.store_ids) != len(features):
+            return False
+        if ("as_of" in features.columns) != (self.as_of is not None):
+            return False
+        if self.as_of is not None and not np.array_equal(
+            self.as_of, _times(features["as_of"], "features.as_of")
+        ):
+            return False
+        ids = _arrow_ids(features["store_id"])
+        return ids is not None and ids.equals(self.store_ids)
+
+
+def link_graph_part(
+    keys: pd.DataFrame,
+    links: pd.DataFrame,
+    labels: pd.DataFrame | None = None,
+    *,
+    prefix: str = "link_",
+    kinds: Sequence[str] = LINK_KINDS,
+    max_ring_size: int = DEFAULT_MAX_RING_SIZE,
+) -> LinkGraphPart:
+    """The link features of ``keys``' rows that need no feature values (see ``LinkGraphPart``).
+
+    Args:
+        keys: ``store_id`` and optional ``as_of``: the rows the feature table will have, in
+            its order.
+        links: As for :func:`add_link_features`.
+        labels: As for :func:`add_link_features`.
+        prefix: As for :func:`add_link_features`.
+        kinds: As for :func:`add_link_features`.
+        max_ring_size: As for :func:`add_link_features`.
+
+    Raises:
+        LinkGraphError: As :func:`add_link_features` does for bad keys, links or labels.
+    """
+    key_columns = [c for c in ("store_id", "as_of") if c in keys.columns]
+    rows = keys[key_columns]
+    _check_inputs(rows, links, labels)
+    options = _graph_options(rows, links, labels, prefix, kinds, max_ring_size, ())
+    return _graph_part(rows, links, labels, options)
+
+
+def _graph_options(
+    features: pd.DataFrame,
+    links: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    prefix: str,
+    kinds: Sequence[str],
+    max_ring_size: int,
+    neighbour_columns: tuple[str, ...],
+) -> _Options:
+    """The options the inputs' columns and the arguments decide."""
+    return _Options(
+        prefix=prefix,
+        kinds=tuple(kinds) if "kind" in links.columns else None,
+        recent="as_of" in features.columns and "linked_at" in links.columns,
+        labels=labels is not None,
+        neighbour_columns=neighbour_columns,
+        max_ring_size=_check_cap(max_ring_size),
+    )
+
+
 def _compute(
     features: pd.DataFrame,
     links: pd.DataFrame,
     labels: pd.DataFrame | None,
     options: _Options,
+    graph_part: LinkGraphPart | None = None,
 ) -> dict[str, np.ndarray]:
     """All link feature values, keyed by column name."""
+    part = graph_part
+    if part is None or not part.fits(features, links, labels, options):
+        part = _graph_part(features, links, labels, options)
+    out = dict(part.values)
+    out.update(_neighbour_aggregates(features, part.stores, part.times, part.near, options))
+    return out
+
+
+def _graph_part(
+    features: pd.DataFrame,
+    links: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    options: _Options,
+) -> LinkGraphPart:
+    """Everything but the neighbour aggregates, for ``features``' rows."""
     ids = [features["store_id"], links["store_id"], links["linked_store_id"]]
     if labels is not None:
         ids.append(labels["store_id"])
@@ -882,8 +988,26 @@ def _compute(
     if label_index is not None:
         out.update(_label_features(graph, label_index, near, times, options))
         out[f"{options.prefix}ring_known_counterfeit"] = rings.counterfeit
-    out.update(_neighbour_aggregates(features, stores, times, near, options))
-    return out
+    return LinkGraphPart(
+        options=dataclasses.replace(options, neighbour_columns=()),
+        links=links,
+        labels=labels,
+        store_ids=_arrow_ids(features["store_id"]),
+        as_of=times,
+        values=out,
+        stores=stores,
+        times=times,
+        near=near,
+    )
+
+
+def _arrow_ids(ids: pd.Series) -> pa.ChunkedArray | None:
+    """Store ids in Arrow (to compare row keys fast), or None if Arrow cannot type them."""
+    try:
+        values = pa.array(ids)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    return values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])
 
 
 @dataclass(frozen=True)

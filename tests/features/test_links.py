@@ -12,6 +12,7 @@ from features.links import (
     _build_labels,
     _ring_stats,
     add_link_features,
+    link_graph_part,
     login_links,
     neighbour_snapshots,
 )
@@ -596,3 +597,53 @@ def test_unique_ints_matches_numpy_unique():
         got = _unique_ints(values)
         assert np.array_equal(got, np.unique(values))
         assert got.dtype == values.dtype
+
+
+def _graph_inputs():
+    features = pd.DataFrame(
+        {
+            "store_id": ["A", "B", "C", "D"],
+            "as_of": [day(10)] * 4,
+            "gmv": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    labels = labels_frame([("C", 1, 5), ("D", 0, 6)])
+    return features, labels
+
+
+def test_graph_part_computed_ahead_gives_the_same_table():
+    features, labels = _graph_inputs()
+    direct, spec = add_link_features(features, RING, labels, neighbour_columns=["gmv"])
+    part = link_graph_part(features[["store_id", "as_of"]], RING, labels)
+    ahead, spec_ahead = add_link_features(
+        features, RING, labels, neighbour_columns=["gmv"], graph_part=part
+    )
+    pd.testing.assert_frame_equal(ahead, direct)
+    assert spec_ahead == spec
+    assert at(direct, "A", "link_linked_stores") == 2
+    assert at(direct, "A", "link_known_counterfeit") == 1
+
+
+def test_graph_part_is_used_only_for_the_rows_links_and_labels_it_was_made_for():
+    features, labels = _graph_inputs()
+    part = link_graph_part(features[["store_id", "as_of"]], RING, labels)
+    # Mark the part so that using it shows in the output.
+    part.values["link_linked_stores"] = np.array([99, 99, 99, 99])
+
+    def linked_of_a(frame, links, labels_, graph_part):
+        out, _ = add_link_features(
+            frame, links, labels_, neighbour_columns=[], graph_part=graph_part
+        )
+        return at(out, "A", "link_linked_stores")
+
+    assert linked_of_a(features, RING, labels, part) == 99  # fits: reused
+    reordered = features.iloc[::-1].reset_index(drop=True)
+    assert linked_of_a(reordered, RING, labels, part) == 2  # other row order
+    assert linked_of_a(features, RING.copy(), labels, part) == 2  # other links object
+    assert linked_of_a(features, RING, labels.copy(), part) == 2  # other labels object
+    later = features.assign(as_of=day(11))
+    assert linked_of_a(later, RING, labels, part) == 2  # other as-of times
+    other_prefix, _ = add_link_features(
+        features, RING, labels, neighbour_columns=[], prefix="g_", graph_part=part
+    )
+    assert at(other_prefix, "A", "g_linked_stores") == 2  # other options

@@ -311,3 +311,23 @@ def test_default_as_of_is_the_same_from_any_timestamp_representation(tmp_path, f
     latest = con.execute("SELECT max(delivered_at) FROM orders").fetchall()[0][0]
     assert default_as_of(con) == pd.Timestamp(latest) + pd.Timedelta(microseconds=1)
     assert default_as_of(con) > pd.Timestamp("2025-01-01")
+
+
+def test_expected_rows_are_distinct_and_sorted_like_the_feature_table():
+    from features.build import _expected_rows
+
+    t1, t2 = pd.Timestamp("2024-01-01"), pd.Timestamp("2024-02-01")
+    keys = pd.DataFrame(
+        {
+            "store_id": pd.Series(["s2", "s1", "s2", "s1", "s10"], dtype="str"),
+            "as_of": [t1, t2, t1, t1, t2],
+        }
+    )
+    rows = _expected_rows(keys)
+    assert list(zip(rows["store_id"], rows["as_of"], strict=True)) == [
+        ("s1", t1),
+        ("s1", t2),
+        ("s10", t2),
+        ("s2", t1),
+    ]
+    assert _expected_rows(rows).equals(rows)  # already sorted and distinct: kept as is
