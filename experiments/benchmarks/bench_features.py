@@ -16,7 +16,7 @@ what it reads).
 Usage (Parquet histories, e.g. from ``spotcheck synth``)::
 
     flock /tmp/spotcheck-heavy.lock uv run --frozen python -m \\
-        experiments.benchmarks.bench_features --histories DIR [--pandas-stores N]
+        experiments.benchmarks.bench_features --histories DIR [--pandas-stores N] [--repeat N]
     ... --stores 20000 --seed 7 --workdir /tmp/bench   # generate the marketplace first
 """
 
@@ -231,6 +231,21 @@ def _run_phase(name: str, histories: Path, work: Path, as_of, sample: Path | Non
     return json.loads(result.read_text())
 
 
+def _median_run(measured: list[dict]) -> dict:
+    """One phase's repetitions as one result: the median run, every run's seconds, the
+    highest peak RSS; failed if any repetition failed."""
+    failed = [m for m in measured if m.get("failed")]
+    if failed:
+        return failed[0]
+    seconds = [m["seconds"] for m in measured]
+    median = sorted(measured, key=lambda m: m["seconds"])[(len(measured) - 1) // 2]
+    return {
+        **median,
+        "runs": seconds,
+        "peak_rss_bytes": max(m["peak_rss_bytes"] for m in measured),
+    }
+
+
 def compare(duck: pd.DataFrame, pand: pd.DataFrame) -> dict:
     """Largest relative difference per feature; missing values must coincide."""
     merged = duck.merge(pand, on="store_id", suffixes=("_duck", "_pandas"), validate="1:1")
@@ -262,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pandas-stores", type=int, help="run the subsets on a store sample")
     parser.add_argument("--skip", nargs="*", default=[], choices=list(PHASES))
     parser.add_argument("--out", type=Path, help="write all measurements as JSON")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run the phases N times, report medians"
+    )
     parser.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--as-of", help=argparse.SUPPRESS)
     parser.add_argument("--phase-out", type=Path, help=argparse.SUPPRESS)
@@ -311,10 +329,18 @@ def main(argv: list[str] | None = None) -> int:
         "subset": list(SUBSET),
         "pandas_stores": args.pandas_stores,
     }
-    for name in PHASES:
-        if name not in args.skip:
-            use_sample = sample if name.startswith("subset") else None
-            results[name] = _run_phase(name, histories, work, as_of, use_sample)
+    # Repetitions interleave the phases, so that a busier moment of the machine weighs on
+    # both sides of the comparison alike; each phase reports its median run.
+    runs: dict[str, list[dict]] = {}
+    for _ in range(max(1, args.repeat)):
+        for name in PHASES:
+            if name not in args.skip:
+                use_sample = sample if name.startswith("subset") else None
+                runs.setdefault(name, []).append(
+                    _run_phase(name, histories, work, as_of, use_sample)
+                )
+    for name, measured in runs.items():
+        results[name] = _median_run(measured)
 
     lines = [f"events {n_events:,} (subset tables {n_subset_events:,}), as of {as_of}"]
     for name in PHASES:
@@ -325,20 +351,26 @@ def main(argv: list[str] | None = None) -> int:
         counted = n_events if name in ("validate", "full") else n_subset_events
         rate = counted / r["seconds"]
         r["events_per_second"] = rate
+        spread = ""
+        if len(r["runs"]) > 1:
+            spread = f"  (runs {min(r['runs']):.1f}-{max(r['runs']):.1f} s)"
         lines.append(
             f"{name:14s} {r['seconds']:8.1f} s  {rate / 1e6:7.2f} M events/s  "
-            f"peak RSS {r['peak_rss_bytes'] / 2**30:5.2f} GiB"
+            f"peak RSS {r['peak_rss_bytes'] / 2**30:5.2f} GiB{spread}"
         )
     duck, pand = results.get("subset-duckdb"), results.get("subset-pandas")
     if duck and pand and not duck.get("failed") and not pand.get("failed"):
         results["subset_ratio"] = pand["seconds"] / duck["seconds"]
+        paired = [p / d for p, d in zip(pand["runs"], duck["runs"], strict=True)]
+        results["subset_ratio_per_repetition"] = paired
         results["agreement"] = compare(
             pd.read_parquet(work / "subset-duckdb.parquet"),
             pd.read_parquet(work / "subset-pandas.parquet"),
         )
         worst = max(results["agreement"]["worst"].values())
         lines.append(
-            f"pandas / duckdb on the shared subset: {results['subset_ratio']:.1f}x; "
+            f"pandas / duckdb on the shared subset: {results['subset_ratio']:.1f}x "
+            f"(per repetition {min(paired):.1f}-{max(paired):.1f}x); "
             f"largest relative difference {worst:.2e} over {results['agreement']['rows']:,} rows"
         )
     print("\n".join(lines))
