@@ -349,6 +349,15 @@ def _expected_rows(keys: pd.DataFrame) -> pd.DataFrame:
     return rows.reset_index(drop=True)
 
 
+def _plain_keys(keys: pd.DataFrame) -> bool:
+    """Whether keys are text ids and naive timestamps: then pandas orders them as DuckDB does."""
+    return isinstance(keys["store_id"].dtype, pd.StringDtype) and keys["as_of"].dtype.kind == "M"
+
+
+def _row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
+    return con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+
+
 def _is_sorted_unique(rows: pd.DataFrame) -> bool:
     """Whether (store_id, as_of) rows are strictly increasing (the usual case: no work)."""
     if len(rows) < 2:
@@ -420,19 +429,30 @@ def compute_store_features(
         con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}")
         created.append((kind, name))
 
+    # Keys already sorted and distinct (the usual case) are numbered here: no DISTINCT and
+    # no sort in DuckDB, and the result's keys are these very columns.
+    ordered = _plain_keys(keys) and _is_sorted_unique(keys)
+    key_input = keys[["store_id", "as_of"]]
+    if ordered:
+        key_input = key_input.assign(snap_id=np.arange(1, len(keys) + 1, dtype=np.int64))
     try:
-        con.register("snapshot_keys_input", keys[["store_id", "as_of"]])
+        con.register("snapshot_keys_input", key_input)
         try:
+            numbered = ", snap_id" if ordered else ""
             materialize(
                 "snapshot_keys",
-                "SELECT DISTINCT CAST(store_id AS VARCHAR) AS store_id, "
-                "CAST(as_of AS TIMESTAMP) AS as_of FROM snapshot_keys_input",
+                f"SELECT {'' if ordered else 'DISTINCT '}CAST(store_id AS VARCHAR) AS store_id, "
+                f"CAST(as_of AS TIMESTAMP) AS as_of{numbered} FROM snapshot_keys_input",
                 0,
                 "preparing snapshots",
             )
         finally:
             con.unregister("snapshot_keys_input")
-        materialize("snapshots", snapshots_sql("snapshot_keys"), 1, "preparing snapshots")
+        materialize(
+            "snapshots", snapshots_sql("snapshot_keys", numbered=ordered), 1, "preparing snapshots"
+        )
+        # Every key kept (no unknown store): the keys' own columns go into the result.
+        reuse_keys = ordered and _row_count(con, "snapshots") == len(keys)
         if uses_listings:
             brands = None
             if uses_mentions:
@@ -448,11 +468,20 @@ def compute_store_features(
             sql = stage_sql(stage, defs, DUCKDB)
             materialize(f"stage_{stage.name}", sql, 4 + i, f"{stage.source}: {stage.name}")
         report("joining features", total - 1, total)
-        table = con.sql(_missing_floats_as_nan(final_sql(DUCKDB, names), defs)).to_arrow_table()
+        sql = _missing_floats_as_nan(final_sql(DUCKDB, names), defs)
+        if reuse_keys:
+            sql = f"SELECT * EXCLUDE (store_id, as_of) FROM ({sql})"
+        table = con.sql(sql).to_arrow_table()
     finally:
         for kind, name in reversed(created):
             con.execute(f"DROP {kind} IF EXISTS {name}")
-    return sorted_frame(table, "snap_id")
+    leading = None
+    if reuse_keys:
+        leading = {
+            "store_id": pa.array(keys["store_id"]),
+            "as_of": pa.array(keys["as_of"].to_numpy().astype("datetime64[us]")),
+        }
+    return sorted_frame(table, "snap_id", leading)
 
 
 def _missing_floats_as_nan(sql: str, defs: Iterable[FeatureDef]) -> str:
@@ -468,20 +497,29 @@ def _missing_floats_as_nan(sql: str, defs: Iterable[FeatureDef]) -> str:
     return f"SELECT * REPLACE ({nan}) FROM ({sql})"
 
 
-def sorted_frame(table: pa.Table, key: str) -> pd.DataFrame:
+def sorted_frame(
+    table: pa.Table, key: str, leading: dict[str, pa.Array] | None = None
+) -> pd.DataFrame:
     """An Arrow query result as a pandas frame sorted by ``key`` (dropped), one copy only.
 
     Sorting in Arrow and converting with one block per column avoids the copies DuckDB's
     ``.df()`` and pandas' block consolidation make of wide tables (seconds at 1M rows); an
     ORDER BY in the query would sort the wide rows in DuckDB first.
+
+    Args:
+        table: The query result.
+        key: Column to sort by, then drop.
+        leading: Columns already in sorted order to put first.
     """
     order = pc.sort_indices(table[key])
     rest = table.drop_columns([key])
     # Column by column on every core: Table.take runs on one and is several times slower.
     with ThreadPoolExecutor(max_workers=available_cores()) as pool:
         columns = list(pool.map(lambda column: column.take(order), rest.columns))
-    table = pa.table(columns, names=rest.column_names)
-    return table.to_pandas(split_blocks=True, self_destruct=True)
+    names = rest.column_names
+    if leading:
+        columns, names = [*leading.values(), *columns], [*leading, *names]
+    return pa.table(columns, names=names).to_pandas(split_blocks=True, self_destruct=True)
 
 
 def available_cores() -> int:

@@ -58,21 +58,30 @@ STORE_COLUMNS = (
 )
 
 
-def snapshots_sql(keys: str) -> str:
+def snapshots_sql(keys: str, numbered: bool = False) -> str:
     """Snapshot table from a relation ``keys(store_id, as_of)``, one row per key.
 
     Keys of unknown stores are dropped by the join; ``snap_id`` follows (store_id, as_of)
     order (with gaps where keys were dropped) so results are deterministic.
+
+    Args:
+        keys: Relation of distinct (store_id, as_of) keys.
+        numbered: ``keys`` already has ``snap_id`` in (store_id, as_of) order.
     """
     windows = ", ".join(
         f"k.as_of - INTERVAL {days} DAY AS {name}" for name, days in WINDOWS_DAYS.items()
     )
     store_columns = ", ".join(f"st.{c}" for c in STORE_COLUMNS)
     # Numbering the narrow keys before the join: a window over the joined rows sorts them all.
+    numbering = (
+        keys
+        if numbered
+        else f"(SELECT row_number() OVER (ORDER BY store_id, as_of) AS snap_id, store_id, as_of "
+        f"FROM {keys})"
+    )
     return f"""
 SELECT k.snap_id, k.store_id, k.as_of, {windows}, {store_columns}
-FROM (SELECT row_number() OVER (ORDER BY store_id, as_of) AS snap_id, store_id, as_of
-      FROM {keys}) k
+FROM {numbering} k
 JOIN stores st ON st.store_id = k.store_id"""
 
 

@@ -331,3 +331,28 @@ def test_expected_rows_are_distinct_and_sorted_like_the_feature_table():
         ("s2", t1),
     ]
     assert _expected_rows(rows).equals(rows)  # already sorted and distinct: kept as is
+
+
+def test_store_features_do_not_depend_on_the_keys_order_or_unknown_stores(tmp_path):
+    from features.build import compute_store_features
+
+    path = histories_fixture.write_histories(tmp_path / "h", histories_fixture.valid_tables())
+    con = open_histories(path, duckdb_connection())
+    t1, t2 = pd.Timestamp(T1), pd.Timestamp(T2)
+    ids = ["s1", "s2", "s3", "s4", "s5"]
+    ordered = pd.DataFrame(
+        {
+            "store_id": pd.Series([i for i in ids for _ in (t1, t2)], dtype="str"),
+            "as_of": [t for _ in ids for t in (t1, t2)],
+        }
+    )
+    fast = compute_store_features(con, ordered)  # sorted, distinct: numbered in pandas
+    shuffled = pd.concat([ordered.iloc[::-1], ordered.iloc[:3]], ignore_index=True)
+    assert compute_store_features(con, shuffled).equals(fast)
+    unknown = pd.DataFrame({"store_id": pd.Series(["s0"], dtype="str"), "as_of": [t1]})
+    with_unknown = pd.concat([unknown, ordered], ignore_index=True)  # still sorted
+    assert compute_store_features(con, with_unknown).equals(fast)
+    as_objects = ordered.astype({"store_id": object})
+    assert compute_store_features(con, as_objects).equals(fast)
+    assert list(fast["store_id"]) == [i for i in ids for _ in (t1, t2)]
+    assert fast["order_count"].sum() > 0
