@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from features.build import available_cores
+
 DEFAULT_MODEL_NAME = "counterfeit-store-classifier"
 DEFAULT_EXPERIMENT = "spotcheck"
 # Share of labelled rows (by time when labels carry one) held out for validation and test.
@@ -43,13 +45,6 @@ class Settings:
     sigmoid_below_positives: int
     min_positives_per_split: int
     num_threads: int
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def _env(name: str, default: str) -> str:

@@ -8,11 +8,12 @@ import lightgbm as lgb
 import optuna
 import pytest
 
+from features.build import available_cores
 from features.model_contract import category_levels
 from training import tune
 from training.dataset import load_own_data, split
 from training.model import binned_datasets, default_params, fit_booster, fixed_params, lgb_dataset
-from training.settings import available_cores, load_settings
+from training.settings import load_settings
 
 
 @pytest.fixture(scope="module")
