@@ -864,7 +864,6 @@ class LinkGraphPart:
     links: pd.DataFrame
     labels: pd.DataFrame | None
     store_ids: pa.ChunkedArray | None
-    as_of: np.ndarray | None
     values: dict[str, np.ndarray]
     stores: np.ndarray
     times: np.ndarray | None
@@ -885,10 +884,10 @@ class LinkGraphPart:
             return False
         if len(self.store_ids) != len(features):
             return False
-        if ("as_of" in features.columns) != (self.as_of is not None):
+        if ("as_of" in features.columns) != (self.times is not None):
             return False
-        if self.as_of is not None and not np.array_equal(
-            self.as_of, _times(features["as_of"], "features.as_of")
+        if self.times is not None and not np.array_equal(
+            self.times, _times(features["as_of"], "features.as_of")
         ):
             return False
         ids = _arrow_ids(features["store_id"])
@@ -993,7 +992,6 @@ def _graph_part(
         links=links,
         labels=labels,
         store_ids=_arrow_ids(features["store_id"]),
-        as_of=times,
         values=out,
         stores=stores,
         times=times,
