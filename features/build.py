@@ -1,24 +1,24 @@
-"""Build feature tables from a store-histories directory with DuckDB.
+"""Build feature tables from a store-histories directory: features for (store, as-of) keys.
 
 Public API (training and serving rely on these names):
 
+* ``features_for_keys(histories, keys)``: one row per given (store, as-of) key, the one
+  keys-in function that serves training and serving alike;
 * ``build_feature_table(histories, as_of=None)``: one row per store open before the as-of
   time (default: the end of the histories);
 * ``build_training_table(histories)``: one row per label, as of its ``labeled_at``;
 * ``feature_spec()``: the full FeatureSpec (store features, then link-graph features).
 
-Both builders validate the directory first, compute the store features of the requested
+Every builder validates the directory first, computes the store features of the requested
 (store, as-of) rows plus the linked stores' rows the link-graph neighbour aggregates need,
-append the link-graph features and drop the helper rows again. DuckDB runs in-process over
-the Parquet/CSV files, with a memory limit and a spill directory so big marketplaces spill
-to disk instead of failing.
+appends the link-graph features and drops the helper rows again. DuckDB runs in-process
+over the Parquet/CSV files, with a memory limit and a spill directory so big marketplaces
+spill to disk instead of failing (``features.settings``).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -26,28 +26,22 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from features.contract import EVENT_TIME_COLUMNS
-from features.feature_sql import DUCKDB, FeatureDef
-from features.histories import connect, open_histories
-from features.spec import FeatureSpec, FeatureSpecError
-from features.store_features import STAGES as STORE_STAGES
-from features.store_features import (
-    base_feature_spec,
-    feature_defs,
-    final_sql,
-    snapshots_sql,
-    stage_sql,
-    stages_for,
+from features import FeaturesError
+from features.contract.histories import open_histories
+from features.contract.tables import EVENT_TIME_COLUMNS
+from features.io import check_table_path, write_table
+from features.links import (
+    add_link_features,
+    link_graph_part,
+    login_links,
+    neighbour_snapshots,
 )
-from features.store_features_catalogue import (
-    brand_mentions_sql,
-    brand_pattern,
-    brands_sql,
-    listing_facts_sql,
-)
+from features.scoring.encoding import PANDAS_DTYPES
+from features.settings import duckdb_connection
+from features.spec import AS_OF, KEY, FeatureSpec, FeatureSpecError
+from features.store.engine import compute_store_features, is_sorted_unique
+from features.store.pipeline import STAGES, base_feature_spec
 
 # Store features whose mean and max over linked stores become link-graph features: the
 # strongest direct evidence of counterfeiting that a ring shares.
@@ -61,41 +55,13 @@ NEIGHBOUR_COLUMNS: tuple[str, ...] = (
     "ship_from_mismatch_share",
     "store_age_days",
 )
-LINK_PREFIX = "link_"
-
-# Settings, read when a connection is made (environment variables override the defaults).
-MEMORY_LIMIT_ENV = "SPOTCHECK_DUCKDB_MEMORY_LIMIT"
-DEFAULT_MEMORY_LIMIT = "12GB"
-TEMP_DIR_ENV = "SPOTCHECK_DUCKDB_TEMP_DIR"
-THREADS_ENV = "SPOTCHECK_DUCKDB_THREADS"
 
 Progress = Callable[[str, int, int], None]
 """Progress callback: (description of the step starting, steps done, total steps)."""
 
 
-class FeatureBuildError(ValueError):
+class FeatureBuildError(FeaturesError):
     """The feature table cannot be built from otherwise valid histories."""
-
-
-def duckdb_connection() -> duckdb.DuckDBPyConnection:
-    """A new UTC DuckDB connection with the memory limit, spill directory and threads set.
-
-    Settings: ``SPOTCHECK_DUCKDB_MEMORY_LIMIT`` (default 12GB), ``SPOTCHECK_DUCKDB_TEMP_DIR``
-    (default ``<system temp>/spotcheck-duckdb``), ``SPOTCHECK_DUCKDB_THREADS`` (default: all
-    cores).
-    """
-    con = connect(duckdb.connect())
-    memory = os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT)
-    temp_dir = os.environ.get(TEMP_DIR_ENV) or str(Path(tempfile.gettempdir(), "spotcheck-duckdb"))
-    Path(temp_dir).mkdir(parents=True, exist_ok=True)
-    con.execute(f"SET memory_limit = '{memory}'")
-    con.execute("SET temp_directory = ?", [temp_dir])
-    # Results are re-sorted explicitly; not keeping insertion order lets DuckDB stream.
-    con.execute("SET preserve_insertion_order = false")
-    threads = os.environ.get(THREADS_ENV)
-    if threads:
-        con.execute(f"SET threads = {int(threads)}")
-    return con
 
 
 def to_utc_timestamp(value: str | datetime | pd.Timestamp) -> pd.Timestamp:
@@ -154,8 +120,6 @@ def _latest_sql(con: duckdb.DuckDBPyConnection, table: str, column: str) -> str:
 
 def feature_spec() -> FeatureSpec:
     """The full FeatureSpec: the store features, then the link-graph features."""
-    from features.links import add_link_features
-
     base = base_feature_spec()
     # The link spec depends only on the input's columns, so an empty table yields it.
     empty = pd.DataFrame(
@@ -186,7 +150,6 @@ def feature_spec() -> FeatureSpec:
         links,
         labels,
         neighbour_columns=list(NEIGHBOUR_COLUMNS),
-        prefix=LINK_PREFIX,
         base_spec=base,
     )
     return base + link_spec
@@ -234,6 +197,82 @@ def open_store_keys(con: duckdb.DuckDBPyConnection, as_of: pd.Timestamp) -> pd.D
     # Through Arrow: DuckDB's own pandas conversion of a million ids takes twice as long.
     relation = con.sql(query, params={"as_of": as_of.to_pydatetime()})
     return relation.to_arrow_table().to_pandas()
+
+
+def features_for_keys(
+    histories: str | Path,
+    keys: pd.DataFrame,
+    *,
+    con: duckdb.DuckDBPyConnection | None = None,
+    validate: bool = True,
+    progress: Progress | None = None,
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """Features for these (store, as-of) keys: each row uses only events before its as-of.
+
+    Args:
+        histories: The store-histories directory.
+        keys: ``store_id`` and ``as_of`` (naive UTC, or tz-aware) per row; at most one row
+            per key, each store open before its as-of time.
+        con: DuckDB connection to use; a new configured one if None.
+        validate: Check the directory against the data contract first.
+        progress: Optional callback told about each step.
+
+    Returns:
+        The table (``store_id``, ``as_of``, then ``spec.names``), one row per key in the
+        keys' order, and its FeatureSpec.
+
+    Raises:
+        FeatureBuildError: Keys without those columns, with a missing or unreadable value,
+            repeated, of stores the histories do not have, or at or before a store's opening.
+    """
+    con = _open(histories, con, validate, progress)
+    rows = _checked_keys(con, keys)
+    return _build(con, rows, progress)
+
+
+def _checked_keys(con: duckdb.DuckDBPyConnection, keys: pd.DataFrame) -> pd.DataFrame:
+    """``keys`` as text ids and naive UTC times, after checking every rule of the keys."""
+    missing = [c for c in (KEY, AS_OF) if c not in keys.columns]
+    if missing:
+        raise FeatureBuildError(f"keys: missing column(s) {', '.join(missing)}")
+    try:
+        times = pd.to_datetime(keys[AS_OF], utc=True).dt.tz_localize(None).astype("datetime64[us]")
+    except (ValueError, TypeError) as exc:
+        raise FeatureBuildError(f"keys.as_of: cannot be read as timestamps ({exc})") from exc
+    rows = pd.DataFrame({KEY: keys[KEY].astype("str"), AS_OF: times.to_numpy()})
+    empty = keys[KEY].isna().to_numpy() | rows[AS_OF].isna().to_numpy()
+    if empty.any():
+        raise FeatureBuildError(
+            f"keys: {int(empty.sum())} row(s) with an empty store_id or as_of, e.g. at rows "
+            f"{list(keys.index[empty][:5])}"
+        )
+    repeated = rows.duplicated(keep=False).to_numpy()
+    if repeated.any():
+        raise FeatureBuildError(
+            f"keys: {int(repeated.sum())} rows repeat a (store_id, as_of) key, e.g. store_id "
+            f"{rows.loc[repeated, KEY].drop_duplicates().head(5).tolist()}"
+        )
+    con.register("spotcheck_requested_keys", rows)
+    try:
+        unknown, unknown_ids, early, early_ids = con.execute(
+            "SELECT count(*) FILTER (WHERE s.store_id IS NULL), "
+            "list(k.store_id ORDER BY k.store_id) FILTER (WHERE s.store_id IS NULL)[1:5], "
+            "count(*) FILTER (WHERE k.as_of <= s.opened_at), "
+            "list(k.store_id ORDER BY k.store_id) FILTER (WHERE k.as_of <= s.opened_at)[1:5] "
+            "FROM spotcheck_requested_keys k LEFT JOIN stores s USING (store_id)"
+        ).fetchall()[0]
+    finally:
+        con.unregister("spotcheck_requested_keys")
+    if unknown:
+        raise FeatureBuildError(
+            f"keys: {unknown} row(s) for stores the histories do not have, e.g. {unknown_ids}"
+        )
+    if early:
+        raise FeatureBuildError(
+            f"keys: {early} row(s) as of a time at or before their store's opened_at (no "
+            f"history yet), e.g. store_id {early_ids}"
+        )
+    return rows
 
 
 def build_training_table(
@@ -286,7 +325,7 @@ def _open(
 ) -> duckdb.DuckDBPyConnection:
     """Validate (optionally) and open the histories on a connection."""
     if validate:
-        from features.validation import check_histories
+        from features.contract.validation import check_histories
 
         report = progress or (lambda _step, _done, _total: None)
         check_histories(histories, progress=lambda step: report(f"validating: {step}", 0, 0))
@@ -296,27 +335,22 @@ def _open(
 def _build(
     con: duckdb.DuckDBPyConnection, keys: pd.DataFrame, progress: Progress | None
 ) -> tuple[pd.DataFrame, FeatureSpec]:
-    """Store features for ``keys`` and their link neighbours, then link features."""
-    from features.links import (
-        add_link_features,
-        link_graph_part,
-        login_links,
-        neighbour_snapshots,
-    )
+    """Store features for ``keys`` and their link neighbours, then link features.
 
+    ``keys`` are checked: every store exists and is open before its as-of time, so the
+    store features have exactly one row per distinct key.
+    """
     report = progress or (lambda _step, _done, _total: None)
-    total = len(STORE_STAGES) + 8
+    total = len(STAGES) + 8
     report("deriving store links from logins", 0, total)
     links = login_links(con)
     extra = neighbour_snapshots(keys, links) if len(keys) else keys.iloc[:0]
-    all_keys = pd.concat([keys, extra[["store_id", "as_of"]]], ignore_index=True)
+    all_keys = pd.concat([keys, extra[[KEY, AS_OF]]], ignore_index=True)
     labels = con.execute("SELECT store_id, labeled_at, is_counterfeit FROM labels").df()
     # The link graph needs only the rows' keys: it is built on a second thread while DuckDB
     # computes the store features (DuckDB releases the GIL; the graph work is one thread).
     with ThreadPoolExecutor(max_workers=1) as pool:
-        graph = pool.submit(
-            link_graph_part, _expected_rows(all_keys), links, labels, prefix=LINK_PREFIX
-        )
+        graph = pool.submit(link_graph_part, _expected_rows(all_keys), links, labels)
         base = compute_store_features(con, all_keys, progress=_offset(report, 1, total))
         graph_part = graph.result()
     report("adding link-graph features", total - 1, total)
@@ -326,7 +360,6 @@ def _build(
         links,
         labels,
         neighbour_columns=list(NEIGHBOUR_COLUMNS),
-        prefix=LINK_PREFIX,
         base_spec=spec_base,
         graph_part=graph_part,
     )
@@ -338,44 +371,20 @@ def _build(
 
 
 def _expected_rows(keys: pd.DataFrame) -> pd.DataFrame:
-    """The (store_id, as_of) rows ``compute_store_features`` returns for known stores.
+    """The (store_id, as_of) rows ``compute_store_features`` returns for checked keys.
 
-    Distinct keys sorted like its output; a key of an unknown store would make the rows
-    differ, and ``add_link_features`` then builds the graph itself.
+    Distinct keys sorted like its output (which drops keys of unknown stores: the keys are
+    checked first, so there are none).
     """
-    rows = keys[["store_id", "as_of"]]
-    if not _is_sorted_unique(rows):
-        rows = rows.drop_duplicates().sort_values(["store_id", "as_of"], kind="stable")
+    rows = keys[[KEY, AS_OF]]
+    if not is_sorted_unique(rows):
+        rows = rows.drop_duplicates().sort_values([KEY, AS_OF], kind="stable")
     return rows.reset_index(drop=True)
-
-
-def _plain_keys(keys: pd.DataFrame) -> bool:
-    """Whether keys are text ids and naive timestamps: then pandas orders them as DuckDB does."""
-    return isinstance(keys["store_id"].dtype, pd.StringDtype) and keys["as_of"].dtype.kind == "M"
-
-
-def _row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    return con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-
-
-def _is_sorted_unique(rows: pd.DataFrame) -> bool:
-    """Whether (store_id, as_of) rows are strictly increasing (the usual case: no work)."""
-    if len(rows) < 2:
-        return True
-    ids = pa.array(rows["store_id"])
-    times = rows["as_of"].to_numpy()
-    previous, current = ids[:-1], ids[1:]
-    try:
-        ahead = pc.less(previous, current).to_numpy(zero_copy_only=False)
-        same = pc.equal(previous, current).to_numpy(zero_copy_only=False)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return False
-    return bool(np.all(ahead | (same & (times[:-1] < times[1:]))))
 
 
 def _requested_rows(table: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``table`` for ``keys``, in the keys' order (link helper rows dropped)."""
-    key_columns = ["store_id", "as_of"]
+    key_columns = [KEY, AS_OF]
     if len(table) == len(keys) and _same_keys(table, keys):
         return table  # no link helper rows (the usual case for one as-of time)
     wanted = pd.MultiIndex.from_frame(keys[key_columns])
@@ -387,146 +396,12 @@ def _requested_rows(table: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
 
 def _same_keys(table: pd.DataFrame, keys: pd.DataFrame) -> bool:
     """Whether ``table`` has exactly the (store_id, as_of) rows of ``keys``, in order."""
-    return all(
-        np.array_equal(table[c].to_numpy(), keys[c].to_numpy()) for c in ("store_id", "as_of")
-    )
+    return all(np.array_equal(table[c].to_numpy(), keys[c].to_numpy()) for c in (KEY, AS_OF))
 
 
 def _offset(report: Progress, offset: int, total: int) -> Progress:
     """A progress callback for a sub-pipeline whose steps start at ``offset``."""
     return lambda step, done, _sub_total: report(step, offset + done, total)
-
-
-def compute_store_features(
-    con: duckdb.DuckDBPyConnection,
-    keys: pd.DataFrame,
-    *,
-    names: Iterable[str] | None = None,
-    progress: Progress | None = None,
-) -> pd.DataFrame:
-    """The store features (all groups but the link graph) for (store, as-of) rows.
-
-    Args:
-        con: Connection with the histories views open.
-        keys: ``store_id`` and ``as_of`` (naive UTC) per row; unknown stores are dropped.
-        names: Base features to compute (all if None); only the stages they need run.
-        progress: Optional callback told about each step.
-
-    Returns:
-        ``store_id``, ``as_of`` and the features in spec order, one row per distinct key,
-        sorted by (store_id, as_of).
-    """
-    report = progress or (lambda _step, _done, _total: None)
-    defs = feature_defs(names)
-    stages = stages_for(defs)
-    uses_listings = any(st.source == "listings" for st in stages)
-    uses_mentions = any(st.name == "brand_mentions" for st in stages)
-    total = len(stages) + 5
-    created: list[tuple[str, str]] = []
-
-    def materialize(name: str, sql: str, done: int, what: str, kind: str = "TABLE") -> None:
-        report(what, done, total)
-        con.execute(f"CREATE OR REPLACE TEMP {kind} {name} AS {sql}")
-        created.append((kind, name))
-
-    # Keys already sorted and distinct (the usual case) are numbered here: no DISTINCT and
-    # no sort in DuckDB, and the result's keys are these very columns.
-    ordered = _plain_keys(keys) and _is_sorted_unique(keys)
-    key_input = keys[["store_id", "as_of"]]
-    if ordered:
-        key_input = key_input.assign(snap_id=np.arange(1, len(keys) + 1, dtype=np.int64))
-    try:
-        con.register("snapshot_keys_input", key_input)
-        try:
-            numbered = ", snap_id" if ordered else ""
-            materialize(
-                "snapshot_keys",
-                f"SELECT {'' if ordered else 'DISTINCT '}CAST(store_id AS VARCHAR) AS store_id, "
-                f"CAST(as_of AS TIMESTAMP) AS as_of{numbered} FROM snapshot_keys_input",
-                0,
-                "preparing snapshots",
-            )
-        finally:
-            con.unregister("snapshot_keys_input")
-        materialize(
-            "snapshots", snapshots_sql("snapshot_keys", numbered=ordered), 1, "preparing snapshots"
-        )
-        # Every key kept (no unknown store): the keys' own columns go into the result.
-        reuse_keys = ordered and _row_count(con, "snapshots") == len(keys)
-        if uses_listings:
-            brands = None
-            if uses_mentions:
-                brands = brand_pattern([row[0] for row in con.execute(brands_sql()).fetchall()])
-            # A view: each stage computes only the listing facts it reads (the text flags
-            # are costly and only one stage needs them).
-            facts = listing_facts_sql(DUCKDB, brands)
-            materialize("listing_facts", facts, 2, "reading listings", kind="VIEW")
-            if uses_mentions:
-                mentions = brand_mentions_sql(DUCKDB, brands)
-                materialize("brand_mentions", mentions, 3, "finding brand names")
-        for i, stage in enumerate(stages):
-            sql = stage_sql(stage, defs, DUCKDB)
-            materialize(f"stage_{stage.name}", sql, 4 + i, f"{stage.source}: {stage.name}")
-        report("joining features", total - 1, total)
-        sql = _missing_floats_as_nan(final_sql(DUCKDB, names), defs)
-        if reuse_keys:
-            sql = f"SELECT * EXCLUDE (store_id, as_of) FROM ({sql})"
-        table = con.sql(sql).to_arrow_table()
-    finally:
-        for kind, name in reversed(created):
-            con.execute(f"DROP {kind} IF EXISTS {name}")
-    leading = None
-    if reuse_keys:
-        leading = {
-            "store_id": pa.array(keys["store_id"]),
-            "as_of": pa.array(keys["as_of"].to_numpy().astype("datetime64[us]")),
-        }
-    return sorted_frame(table, "snap_id", leading)
-
-
-def _missing_floats_as_nan(sql: str, defs: Iterable[FeatureDef]) -> str:
-    """``sql`` with NULL float features as NaN, which pandas reads as missing all the same.
-
-    Arrow columns without nulls convert to pandas without a copy; with nulls, every float
-    column is copied to fill in NaN (a second at a million rows, mostly page faults).
-    """
-    floats = [d.feature.name for d in defs if d.feature.dtype == "float"]
-    if not floats:
-        return sql
-    nan = ", ".join(f"coalesce({name}, CAST('NaN' AS DOUBLE)) AS {name}" for name in floats)
-    return f"SELECT * REPLACE ({nan}) FROM ({sql})"
-
-
-def sorted_frame(
-    table: pa.Table, key: str, leading: dict[str, pa.Array] | None = None
-) -> pd.DataFrame:
-    """An Arrow query result as a pandas frame sorted by ``key`` (dropped), one copy only.
-
-    Sorting in Arrow and converting with one block per column avoids the copies DuckDB's
-    ``.df()`` and pandas' block consolidation make of wide tables (seconds at 1M rows); an
-    ORDER BY in the query would sort the wide rows in DuckDB first.
-
-    Args:
-        table: The query result.
-        key: Column to sort by, then drop.
-        leading: Columns already in sorted order to put first.
-    """
-    order = pc.sort_indices(table[key])
-    rest = table.drop_columns([key])
-    # Column by column on every core: Table.take runs on one and is several times slower.
-    with ThreadPoolExecutor(max_workers=available_cores()) as pool:
-        columns = list(pool.map(lambda column: column.take(order), rest.columns))
-    names = rest.column_names
-    if leading:
-        columns, names = [*leading.values(), *columns], [*leading, *names]
-    return pa.table(columns, names=names).to_pandas(split_blocks=True, self_destruct=True)
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 def spec_path(out: str | Path) -> Path:
@@ -538,9 +413,6 @@ def spec_path(out: str | Path) -> Path:
 def write_feature_table(table: pd.DataFrame, spec: FeatureSpec, out: str | Path) -> Path:
     """Write a feature table (Parquet, or CSV by extension) and its spec, atomically.
 
-    Both files are written to temporary names in the target directory and renamed into
-    place only once both are complete, so a failure leaves no partial output.
-
     Args:
         table: The feature table (``store_id``, ``as_of``, ``spec.names``).
         spec: Its FeatureSpec, written to ``spec_path(out)``.
@@ -550,32 +422,14 @@ def write_feature_table(table: pd.DataFrame, spec: FeatureSpec, out: str | Path)
         The path of the spec file.
 
     Raises:
-        FeatureBuildError: If the extension is neither ``.parquet`` nor ``.csv``.
+        OutputError: If the extension is neither ``.parquet`` nor ``.csv``.
+        FeatureSpecError: If the table's columns are not the spec's.
     """
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".parquet", ".csv"):
-        raise FeatureBuildError(f"output {str(out)!r}: use a .parquet or .csv file name")
+    out = check_table_path(out)
     spec.check_table(table)
-    out.parent.mkdir(parents=True, exist_ok=True)
     spec_out = spec_path(out)
-    tmp_table = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    tmp_spec = spec_out.with_name(f".{spec_out.name}.{os.getpid()}.tmp")
-    try:
-        if suffix == ".parquet":
-            table.to_parquet(tmp_table, index=False)
-        else:
-            table.to_csv(tmp_table, index=False)
-        tmp_spec.write_text(spec.to_json() + "\n")
-        os.replace(tmp_table, out)
-        os.replace(tmp_spec, spec_out)
-    finally:
-        for tmp in (tmp_table, tmp_spec):
-            tmp.unlink(missing_ok=True)
+    write_table(table, out, sidecars={spec_out: spec.to_json() + "\n"})
     return spec_out
-
-
-_PANDAS_DTYPES = {"float": "float64", "int": "int64", "bool": "bool", "category": "str"}
 
 
 def coerce_to_spec(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
@@ -588,7 +442,7 @@ def coerce_to_spec(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
         FeatureSpecError: If an int or bool column has missing values (a definition bug:
             those must be defined for every row).
     """
-    casts: dict[str, str] = {"store_id": "str", "as_of": "datetime64[us]"}
+    casts: dict[str, str] = {KEY: "str", AS_OF: "datetime64[us]"}
     for feat in spec:
         column = table[feat.name]
         if feat.dtype in ("int", "bool") and column.isna().any():
@@ -598,23 +452,9 @@ def coerce_to_spec(table: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
             )
         if feat.dtype == "float" and not pd.api.types.is_numeric_dtype(column.dtype):
             table = table.assign(**{feat.name: pd.to_numeric(column, errors="raise")})
-        casts[feat.name] = _PANDAS_DTYPES[feat.dtype]
-    columns = ["store_id", "as_of", *spec.names]
+        casts[feat.name] = PANDAS_DTYPES[feat.dtype]
+    columns = [KEY, AS_OF, *spec.names]
     changed = {c: t for c, t in casts.items() if table[c].dtype != pd.api.types.pandas_dtype(t)}
-    if "as_of" in changed:
-        table = table.assign(as_of=pd.to_datetime(table["as_of"]))
+    if AS_OF in changed:
+        table = table.assign(**{AS_OF: pd.to_datetime(table[AS_OF])})
     return table[columns].astype(changed).reset_index(drop=True)
-
-
-__all__ = [
-    "FeatureBuildError",
-    "NEIGHBOUR_COLUMNS",
-    "build_feature_table",
-    "build_training_table",
-    "compute_store_features",
-    "default_as_of",
-    "duckdb_connection",
-    "feature_spec",
-    "spec_path",
-    "write_feature_table",
-]

@@ -1,6 +1,9 @@
 """typer commands of the features package: ``validate``, ``synth`` and ``features``.
 
 Heavy modules are imported inside the commands so that ``spotcheck --help`` stays instant.
+Exit codes, the same for every ``spotcheck`` command: 0 success; 1 the input, data, model
+or environment is unusable (``error: ...`` on stderr, nothing written); 2 a command-line
+usage error (typer's own); 3 ``promote`` rejected the challenger.
 """
 
 from __future__ import annotations
@@ -12,6 +15,34 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+HistoriesOpt = Annotated[
+    Path | None, typer.Option("--histories", help="Store-histories directory.", show_default=False)
+]
+FeaturesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--features",
+        help="Your own feature table (Parquet/CSV): store_id + numeric/categorical columns.",
+        show_default=False,
+    ),
+]
+LinksOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--links", help="Store links: store_id, linked_store_id[, kind].", show_default=False
+    ),
+]
+
+
+EXIT_ERROR = 1
+"""Exit code for unusable input, data, model or environment (2 is typer's usage error)."""
+
+
+def fail(message: str) -> typer.Exit:
+    """Print ``error: MESSAGE`` on stderr; return the exit to raise (code ``EXIT_ERROR``)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(EXIT_ERROR)
 
 
 def _parse_now(value: str | None) -> datetime | None:
@@ -47,8 +78,9 @@ def validate(
     """
     from rich.console import Console
 
-    from features.histories import HistoriesError
-    from features.validation import print_report, validate_histories
+    from features import FeaturesError
+    from features.contract.report import print_report
+    from features.contract.validation import validate_histories
 
     now_utc = _parse_now(now)
     try:
@@ -56,18 +88,17 @@ def validate(
             report = validate_histories(
                 directory, now=now_utc, progress=lambda step: status.update(f"validating {step}")
             )
-    except HistoriesError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from exc
+    except FeaturesError as exc:
+        raise fail(str(exc)) from exc
     print_report(report)
     if not report.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_ERROR)
 
 
 @app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Output histories directory (absent or empty).")],
-    stores: Annotated[int, typer.Option(help="Number of stores (at least 100).")] = 20_000,
+    stores: Annotated[int, typer.Option(min=100, help="Number of stores (at least 100).")] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed; same seed and stores, same files.")] = 0,
     start: Annotated[str, typer.Option(help="First day of the period (UTC), YYYY-MM-DD.")] = (
         "2024-07-01"
@@ -91,8 +122,13 @@ def synth(
     )
     from rich.table import Table as RichTable
 
-    from features.synth import SynthError, generate_marketplace
+    from features import FeaturesError
+    from features.synth.generate import generate_marketplace
 
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise typer.BadParameter(
+            f"{str(out)!r} is not empty; --force replaces it", param_hint="--out"
+        )
     console = Console()
     columns = (
         TextColumn("[bold]synth[/] blocks"),
@@ -110,9 +146,8 @@ def synth(
 
         try:
             summary = generate_marketplace(out, stores, seed, start, months, force, report)
-        except SynthError as exc:
-            console.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(2) from exc
+        except FeaturesError as exc:
+            raise fail(str(exc)) from exc
     console.print(f"synthetic marketplace written to [bold]{summary.out}[/]")
     table = RichTable()
     table.add_column("table")
@@ -170,6 +205,7 @@ def features_command(
         TimeElapsedColumn,
     )
 
+    from features import FeaturesError
     from features.build import (
         FeatureBuildError,
         build_feature_table,
@@ -177,8 +213,6 @@ def features_command(
         to_utc_timestamp,
         write_feature_table,
     )
-    from features.histories import HistoriesError
-    from features.validation import ContractViolationError
 
     if training and as_of is not None:
         raise typer.BadParameter("--as-of does not apply with --training (rows use labeled_at)")
@@ -210,9 +244,8 @@ def features_command(
                 table, spec = build_feature_table(histories, when, progress=report)
             report("writing", 0, 0)
             spec_file = write_feature_table(table, spec, out)
-    except (ContractViolationError, HistoriesError, FeatureBuildError) as exc:
-        console.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(1) from exc
+    except FeaturesError as exc:
+        raise fail(str(exc)) from exc
     seconds = time.perf_counter() - started
     rows_as_of = (
         "per label" if training else f"as of {table['as_of'].max() if len(table) else when}"

@@ -15,6 +15,12 @@ from typing import Literal
 
 import pandas as pd
 
+from features import FeaturesError
+
+# The key columns of every feature table: the store and the time its features are as of.
+KEY = "store_id"
+AS_OF = "as_of"
+
 FeatureDtype = Literal["float", "int", "bool", "category"]
 RiskDirection = Literal["higher", "lower", "none"]
 
@@ -33,7 +39,7 @@ FEATURE_GROUPS = (
 )
 
 
-class FeatureSpecError(ValueError):
+class FeatureSpecError(FeaturesError):
     """A feature table does not match its FeatureSpec, or a spec is malformed."""
 
 
@@ -80,8 +86,9 @@ class FeatureSpec:
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise FeatureSpecError(f"duplicate feature names in spec: {', '.join(dupes)}")
-        if "store_id" in names:
-            raise FeatureSpecError("'store_id' is the key, not a feature")
+        for key in (KEY, AS_OF):
+            if key in names:
+                raise FeatureSpecError(f"{key!r} is a key column, not a feature")
 
     def __iter__(self) -> Iterator[Feature]:
         return iter(self.features)
@@ -147,17 +154,17 @@ class FeatureSpec:
         """Build a spec from its JSON form."""
         return cls.from_dict(json.loads(text))
 
-    def check_table(self, table: pd.DataFrame, key: str = "store_id") -> None:
+    def check_table(self, table: pd.DataFrame) -> None:
         """Raise if ``table``'s feature columns are not exactly the spec's, in order.
 
         Args:
-            table: Feature table; ``key`` and an ``as_of`` column are allowed besides.
-            key: Name of the key column.
+            table: Feature table; the key columns ``store_id`` and ``as_of`` are allowed
+                besides.
 
         Raises:
             FeatureSpecError: Naming the missing and unexpected columns.
         """
-        columns = [c for c in table.columns if c not in (key, "as_of")]
+        columns = [c for c in table.columns if c not in (KEY, AS_OF)]
         if columns == self.names:
             return
         missing = [n for n in self.names if n not in columns]

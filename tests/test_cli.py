@@ -64,10 +64,16 @@ def test_validate_now_option_flags_later_timestamps(histories):
     assert "labels.labeled_at: 4 rows must not be in the future" in result.output
 
 
-def test_validate_missing_directory_exits_nonzero(tmp_path):
-    result = runner.invoke(app, ["validate", str(tmp_path / "nope")])
-    assert result.exit_code == 2
-    assert "does not exist" in result.output
+def test_validate_missing_directory_is_bad_input_exit_1(tmp_path):
+    """The same histories error exits 1 from every command (2 is for usage errors)."""
+    for command in (
+        ["validate"],
+        ["features", "--out", str(tmp_path / "f.parquet"), "--histories"],
+    ):
+        result = runner.invoke(app, [*command, str(tmp_path / "nope")])
+        assert result.exit_code == 1, command
+        assert "error: histories directory" in result.output
+        assert "does not exist" in result.output
 
 
 def test_validate_rejects_bad_now(histories):

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from features.model_contract import prepare_input
+from features.scoring.encoding import model_input
 from features.spec import FeatureSpec
 from training.dataset import LABEL
 
@@ -45,7 +45,7 @@ def fit_logistic(frame: pd.DataFrame, spec: FeatureSpec, seed: int) -> Pipeline:
         seed: Random state.
 
     Returns:
-        A fitted pipeline taking ``prepare_input`` frames.
+        A fitted pipeline taking ``model_input`` frames.
     """
     numeric = [f.name for f in spec if f.dtype != "category"]
     categorical = spec.categorical
@@ -83,7 +83,7 @@ def fit_logistic(frame: pd.DataFrame, spec: FeatureSpec, seed: int) -> Pipeline:
 
 
 def _inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    prepared = prepare_input(frame, spec)
+    prepared = model_input(frame, spec)
     for name in spec.categorical:
         prepared[name] = prepared[name].astype(object).where(prepared[name].notna(), np.nan)
     return prepared

@@ -1,6 +1,6 @@
 """Calibrate raw booster log-odds into probabilities on held-out labels.
 
-The fitted calibrator is plain JSON (see ``features.model_contract.apply_calibrator``) so
+The fitted calibrator is plain JSON (see ``features.scoring.model.apply_calibrator``) so
 serving applies it with numpy alone. Isotonic regression needs many positives to be stable;
 with few, a two-parameter sigmoid (Platt scaling) overfits far less.
 """

@@ -1,6 +1,6 @@
 """typer commands of the training package: ``train``, ``score`` and ``promote``.
 
-Thin wrappers: parse options, call ``training.train`` / ``training.score`` /
+Thin wrappers: parse options, call ``training.train`` / ``serving.batch`` /
 ``training.registry``, print. Expected failures print ``error: ...`` and exit 1;
 ``promote`` exits 3 when the gates reject the challenger. Heavy modules are imported inside
 the commands so that ``spotcheck --help`` stays instant.
@@ -11,59 +11,23 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-if TYPE_CHECKING:
-    import pandas as pd
+from features.cli import FeaturesOpt, HistoriesOpt, LinksOpt, fail
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-
-HistoriesOpt = Annotated[
-    Path | None, typer.Option("--histories", help="Store-histories directory.", show_default=False)
-]
-FeaturesOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--features",
-        help="Your own feature table (Parquet/CSV): store_id + numeric/categorical columns.",
-        show_default=False,
-    ),
-]
-LinksOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--links", help="Store links: store_id, linked_store_id[, kind].", show_default=False
-    ),
-]
 
 
 def _expected_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input or environment, shown without a traceback."""
     from mlflow.exceptions import MlflowException
 
-    from features.histories import HistoriesError
-    from features.model_contract import ModelContractError
-    from features.spec import FeatureSpecError
-    from training.dataset import TrainingDataError
-    from training.registry import PromotionError
-    from training.tracking import TrackingError
+    from features import FeaturesError
+    from training import TrainingError
 
-    errors: list[type[BaseException]] = [
-        MlflowException,
-        HistoriesError,
-        ModelContractError,
-        FeatureSpecError,
-        TrainingDataError,
-        PromotionError,
-        TrackingError,
-    ]
-    from features.build import FeatureBuildError
-    from features.links import LinkGraphError
-    from features.validation import ContractViolationError
-
-    return (*errors, FeatureBuildError, LinkGraphError, ContractViolationError)
+    return (FeaturesError, TrainingError, MlflowException)
 
 
 def _quiet_mlflow() -> None:
@@ -71,29 +35,9 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(1)
-
-
 def _one_input(histories: Path | None, features: Path | None) -> None:
     if (histories is None) == (features is None):
-        raise _fail("give exactly one of --histories DIR or --features FILE")
-
-
-def _print_queue_head(scored: pd.DataFrame, top: int) -> None:
-    """Print the head of the spot-check queue: rank, store, score and its top reason."""
-    if top <= 0:
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"spot-check queue: riskiest {min(top, len(scored))} stores")
-    for column in ("rank", "store_id", "score", "top reason"):
-        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
-    for row in scored.head(top).itertuples(index=False):
-        table.add_row(str(row.rank), str(row.store_id), f"{row.score:.3f}", str(row.reason_1))
-    Console().print(table)
+        raise typer.BadParameter("give exactly one of --histories DIR or --features FILE")
 
 
 def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
@@ -167,9 +111,9 @@ def train(
     """Tune, train, calibrate and register a model as @challenger; print its models:/ URI."""
     _one_input(histories, features)
     if features is not None and labels is None:
-        raise _fail("--features needs --labels FILE")
+        raise typer.BadParameter("--features needs --labels FILE")
     if histories is not None and (labels is not None or links is not None):
-        raise _fail("--labels/--links go with --features; histories carry their own")
+        raise typer.BadParameter("--labels/--links go with --features; histories carry their own")
     _quiet_mlflow()
     from training.train import TrainRequest
     from training.train import train as run_training
@@ -193,7 +137,7 @@ def train(
     try:
         result = run_training(request)
     except _expected_errors() as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=1, default=str))
         return
@@ -201,53 +145,6 @@ def train(
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(result.model_uri)
-
-
-@app.command()
-def score(
-    model: Annotated[
-        str,
-        typer.Option(
-            help="models:/NAME@champion, models:/NAME/3 or runs:/RUN_ID/model.",
-            show_default=False,
-        ),
-    ],
-    out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).", show_default=False)],
-    histories: HistoriesOpt = None,
-    features: FeaturesOpt = None,
-    links: LinksOpt = None,
-    labels: Annotated[
-        Path | None,
-        typer.Option(
-            help="Known labels counted by link features (with --features).", show_default=False
-        ),
-    ] = None,
-    top: Annotated[
-        int, typer.Option(min=0, help="Print the riskiest N stores of the queue (0: none).")
-    ] = 10,
-) -> None:
-    """Score every store: store_id, score, rank and its top reasons."""
-    _one_input(histories, features)
-    if histories is not None and (labels is not None or links is not None):
-        raise _fail("--labels/--links go with --features; histories carry their own")
-    _quiet_mlflow()
-    from training import score as scoring
-    from training.settings import load_settings
-    from training.tracking import connect
-
-    try:
-        connect(load_settings().tracking_uri)
-        loaded = scoring.load_model(model)
-        if histories is not None:
-            table = scoring.features_from_histories(histories)
-        else:
-            table = scoring.features_from_files(features, links, labels)
-        scored = scoring.score_stores(loaded, table)
-        path = scoring.write_table(scored, out)
-    except _expected_errors() as exc:
-        raise _fail(str(exc)) from exc
-    typer.echo(f"scored {len(scored)} stores with {model} -> {path}", err=True)
-    _print_queue_head(scored, top)
 
 
 @app.command()
@@ -259,9 +156,9 @@ def promote(
 ) -> None:
     """Compare @challenger with @champion; exit 0 if promoted, 3 if rejected, 1 on error."""
     _quiet_mlflow()
+    from features.tracking import connect
     from training import registry
     from training.settings import EXIT_REJECTED, load_settings
-    from training.tracking import connect
 
     settings = load_settings()
     name = model_name or settings.model_name
@@ -269,7 +166,7 @@ def promote(
         client = connect(settings.tracking_uri)
         decision = registry.promote(client, name, settings.ece_threshold)
     except _expected_errors() as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     verdict = "promoted" if decision.promoted else "rejected"
     typer.echo(f"{name} v{decision.challenger_version}: {verdict} ({decision.reason})")
     if not decision.promoted:

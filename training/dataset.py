@@ -16,19 +16,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.spec import Feature, FeatureSpec
+from features.byo import (
+    LABEL,
+    LABEL_TIME,
+    check_keys,
+    check_labels,
+    check_links,
+    feature_columns,
+    feature_spec_for,
+    own_link_features,
+    read_table,
+)
+from features.spec import AS_OF, KEY, FeatureSpec
+from training import TrainingError
 from training.settings import TEST_FRACTION, VALIDATION_FRACTION, Settings
 
-LABEL = "is_counterfeit"
-TIME = "as_of"
-KEY = "store_id"
+TIME = AS_OF
 PRICE_FEATURE = "price_to_reference_median"
-LINK_PREFIX = "link_"
-# Columns of a team's feature file that are never features.
-RESERVED = (KEY, TIME, LABEL, "labeled_at")
 
 
-class TrainingDataError(ValueError):
+class TrainingDataError(TrainingError):
     """Training input is unusable; the message says what, where and how many."""
 
 
@@ -100,143 +107,11 @@ def frame_digest(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _examples(values: pd.Series | list, n: int = 5) -> str:
-    return ", ".join(map(str, list(values)[:n]))
-
-
-def read_table(path: str | Path, what: str) -> pd.DataFrame:
-    """Read a Parquet or CSV file (chosen by extension); ids are read as strings.
-
-    Args:
-        path: ``.parquet`` or ``.csv`` file.
-        what: What the file is (``features``, ``labels``, ``links``), for messages.
-
-    Raises:
-        TrainingDataError: Missing file or unknown extension.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise TrainingDataError(f"{what} file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        frame = pd.read_parquet(path)
-    elif suffix == ".csv":
-        frame = pd.read_csv(path, dtype={KEY: str, "linked_store_id": str})
-    else:
-        raise TrainingDataError(f"{what} file {path} must be .parquet or .csv, not {suffix!r}")
-    for column in (KEY, "linked_store_id"):
-        if column in frame.columns:
-            frame[column] = frame[column].astype("str").where(frame[column].notna())
-    return frame
-
-
-def check_keys(frame: pd.DataFrame, what: str, path: str | Path) -> None:
-    """Raise unless ``frame`` has a non-null, unique ``store_id`` column.
-
-    Args:
-        frame: Features or labels as read.
-        what: Table name for messages.
-        path: File the table came from.
-    """
-    if KEY not in frame.columns:
-        raise TrainingDataError(
-            f"{what} file {path} has no '{KEY}' column; columns: {_examples(frame.columns, 12)}"
-        )
-    nulls = int(frame[KEY].isna().sum())
-    if nulls:
-        raise TrainingDataError(f"{what} file {path}: {nulls} rows have an empty {KEY}")
-    dupes = frame.loc[frame[KEY].duplicated(keep=False), KEY]
-    if len(dupes):
-        raise TrainingDataError(
-            f"{what} file {path} has {len(dupes)} rows for {dupes.nunique()} duplicated "
-            f"{KEY} values (one row per store expected), e.g. {_examples(dupes.unique())}"
-        )
-
-
-def feature_spec_for(frame: pd.DataFrame, columns: list[str]) -> FeatureSpec:
-    """FeatureSpec of a team's own feature columns (group ``custom``).
-
-    Numeric and boolean columns keep their type; text columns become categories.
-
-    Raises:
-        TrainingDataError: A column holds timestamps (convert them to a number first).
-    """
-    features = []
-    for name in columns:
-        column = frame[name]
-        if pd.api.types.is_datetime64_any_dtype(column):
-            raise TrainingDataError(
-                f"feature column {name!r} holds timestamps; convert it to a number "
-                "(e.g. age in days) first"
-            )
-        if pd.api.types.is_bool_dtype(column):
-            dtype, template = "bool", "{name} = {value}"
-        elif pd.api.types.is_integer_dtype(column):
-            dtype, template = "int", "{name} = {value}"
-        elif pd.api.types.is_numeric_dtype(column):
-            dtype, template = "float", "{name} = {value:.4g}"
-        else:
-            dtype, template = "category", "{name} is {value}"
-        features.append(Feature(name, "custom", dtype, name, "none", template))
-    return FeatureSpec(tuple(features))
-
-
-def check_labels(labels: pd.DataFrame, stores: pd.Series | None, path: str | Path) -> pd.DataFrame:
-    """Validate a team's labels and return ``store_id``, ``is_counterfeit`` (+ ``labeled_at``).
-
-    Args:
-        labels: Labels as read.
-        stores: ``store_id`` values of the feature table; None skips the unknown-store check
-            (known labels used only as link evidence may name stores no longer listed).
-        path: Labels file, for messages.
-
-    Raises:
-        TrainingDataError: Missing columns, values other than 0/1, duplicate stores,
-            unparsable times or labels for stores absent from the features.
-    """
-    check_keys(labels, "labels", path)
-    if LABEL not in labels.columns:
-        raise TrainingDataError(f"labels file {path} has no '{LABEL}' column")
-    values = pd.to_numeric(labels[LABEL], errors="coerce")
-    bad = labels.loc[~values.isin([0, 1]), KEY]
-    if len(bad):
-        raise TrainingDataError(
-            f"labels file {path}: {len(bad)} rows have {LABEL} other than 0 or 1, "
-            f"e.g. stores {_examples(bad)}"
-        )
-    out = pd.DataFrame({KEY: labels[KEY], LABEL: values.astype("int64")})
-    if "labeled_at" in labels.columns:
-        times = pd.to_datetime(labels["labeled_at"], errors="coerce", utc=True)
-        bad = labels.loc[times.isna(), KEY]
-        if len(bad):
-            raise TrainingDataError(
-                f"labels file {path}: {len(bad)} rows have an empty or unparsable labeled_at, "
-                f"e.g. stores {_examples(bad)}"
-            )
-        out["labeled_at"] = times.dt.tz_localize(None)
-    unknown = out.loc[~out[KEY].isin(set(stores)), KEY] if stores is not None else []
-    if len(unknown):
-        raise TrainingDataError(
-            f"labels file {path} has {len(unknown)} labels for stores not in the features, "
-            f"e.g. {_examples(unknown)}"
-        )
-    return out
-
-
-def check_links(links: pd.DataFrame, path: str | Path) -> pd.DataFrame:
-    """Return the link columns (ids, optional kind and times) or raise naming what is missing."""
-    missing = [c for c in (KEY, "linked_store_id") if c not in links.columns]
-    if missing:
-        raise TrainingDataError(f"links file {path} lacks column(s) {', '.join(missing)}")
-    optional = ("kind", "linked_at", "unlinked_at")
-    return links[[KEY, "linked_store_id", *(c for c in optional if c in links.columns)]]
-
-
 def _pick_price_column(spec: FeatureSpec, price_column: str | None) -> str | None:
     if price_column is None:
         return PRICE_FEATURE if PRICE_FEATURE in spec.names else None
     if price_column not in spec.names or spec[price_column].dtype == "category":
-        raise TrainingDataError(f"--price-column {price_column!r} is not a numeric feature column")
+        raise TrainingDataError(f"price column {price_column!r} is not a numeric feature column")
     return price_column
 
 
@@ -253,7 +128,7 @@ def load_own_data(
 ) -> TrainingData:
     """Load a team's own feature, label and (optional) link files for training.
 
-    Link features are added with ``features.links.add_link_features``, counting only the
+    Link features are added with ``features.byo.own_link_features``, counting only the
     given labels, only those labelled before a row's label time, never the row's own label.
 
     Args:
@@ -267,24 +142,17 @@ def load_own_data(
         One row per labelled store.
 
     Raises:
-        TrainingDataError: For any unusable input, before anything is trained.
+        OwnDataError: For unusable files (``features.byo``), before anything is trained.
+        TrainingDataError: For a price column that is not a numeric feature.
     """
     features = read_table(features_path, "features")
     check_keys(features, "features", features_path)
-    for column in (LABEL, "labeled_at"):
-        if column in features.columns:
-            raise TrainingDataError(
-                f"features file {features_path} contains the label column {column!r}; "
-                "labels go in the labels file so no feature can see the label it predicts"
-            )
-    columns = [c for c in features.columns if c not in RESERVED]
-    if not columns:
-        raise TrainingDataError(f"features file {features_path} has no feature columns")
+    columns = feature_columns(features, features_path)
     spec = feature_spec_for(features, columns)
     labels = check_labels(read_table(labels_path, "labels"), features[KEY], labels_path)
     rows = labels.merge(features[[KEY, *columns]], on=KEY, how="left", validate="one_to_one")
-    if "labeled_at" in rows.columns:
-        rows = rows.rename(columns={"labeled_at": TIME})
+    if LABEL_TIME in rows.columns:
+        rows = rows.rename(columns={LABEL_TIME: TIME})
     if links_path is not None:
         links = check_links(read_table(links_path, "links"), links_path)
         rows, spec = _with_links(rows, features, spec, links, labels)
@@ -293,46 +161,6 @@ def load_own_data(
     if links_path is not None:
         source += f"; links={links_path}"
     return TrainingData(_sorted(frame), spec, source, _pick_price_column(spec, price_column))
-
-
-def own_link_features(
-    rows: pd.DataFrame,
-    snapshot: pd.DataFrame,
-    links: pd.DataFrame,
-    labels: pd.DataFrame | None,
-    spec: FeatureSpec,
-) -> tuple[pd.DataFrame, FeatureSpec]:
-    """Link-graph features for a team's rows, the same way in training and scoring.
-
-    Counts (linked stores, known counterfeit neighbours, ring) are computed per row, as of
-    the row's ``as_of`` when it has one, so only labels known before it count and never the
-    row's own. Neighbour means and maxima of the team's numeric features come from the
-    team's one-row-per-store snapshot, which has no history to be point-in-time about.
-
-    Args:
-        rows: ``store_id`` and optional ``as_of``: the rows that get features.
-        snapshot: The team's feature table (``store_id`` + ``spec`` columns).
-        links: ``store_id``, ``linked_store_id``, optional ``kind`` (and link times).
-        labels: Known labels (``store_id``, ``is_counterfeit``, ``labeled_at`` when rows
-            have ``as_of``), or None.
-        spec: FeatureSpec of the snapshot's feature columns.
-
-    Returns:
-        ``rows``' key columns plus the link columns (same row order), and their spec.
-    """
-    from features.links import add_link_features
-
-    keys = [c for c in (KEY, TIME) if c in rows.columns]
-    counted, count_spec = add_link_features(
-        rows[keys].reset_index(drop=True), links, labels, neighbour_columns=[], prefix=LINK_PREFIX
-    )
-    numeric = [f.name for f in spec if f.dtype != "category"]
-    neighbours, neighbour_spec = add_link_features(
-        snapshot[[KEY, *numeric]], links, None, prefix=LINK_PREFIX, base_spec=spec
-    )
-    aggregates = [n for n in neighbour_spec.names if n.startswith(f"{LINK_PREFIX}nb_")]
-    out = counted.merge(neighbours[[KEY, *aggregates]], on=KEY, how="left", validate="many_to_one")
-    return out, count_spec + neighbour_spec.select(aggregates)
 
 
 def _with_links(
@@ -356,7 +184,7 @@ def load_histories(directory: str | Path) -> TrainingData:
     events before its label time.
     """
     from features.build import build_training_table
-    from features.histories import open_histories
+    from features.contract.histories import open_histories
 
     directory = Path(directory)
     features, spec = build_training_table(directory)

@@ -11,10 +11,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import lightgbm as lgb
-import numpy as np
 import pandas as pd
 
-from features.model_contract import encode_features
+from features.scoring.encoding import encode_features
 from features.spec import FeatureSpec
 from training.dataset import LABEL
 
@@ -156,10 +155,3 @@ def fit_booster(
     best = booster.best_iteration or booster.current_iteration()
     value = float(booster.best_score["validation"][METRIC])
     return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), value
-
-
-def raw_scores(
-    booster: lgb.Booster, frame: pd.DataFrame, spec: FeatureSpec, levels: dict[str, list[str]]
-) -> np.ndarray:
-    """Raw log-odds of the booster for a frame."""
-    return booster.predict(encode_features(frame, spec, levels), raw_score=True)

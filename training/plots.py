@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve
 
-from features.model_contract import encode_features
+from features.scoring.encoding import encode_features
 from features.spec import FeatureSpec
 
 SHAP_SAMPLE_ROWS = 2000

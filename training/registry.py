@@ -25,15 +25,18 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from features.model_contract import ModelContractError, model_spec, prepare_input
+from features.scoring import ScoringError
+from features.scoring.encoding import model_input
+from features.scoring.model import model_spec
+from features.tracking import CHALLENGER_ALIAS, CHAMPION_ALIAS
+from training import TrainingError
 from training.baselines import LOGISTIC, PRICE_RULE
 from training.dataset import LABEL
 from training.evaluate import evaluate_probabilities
-from training.settings import CHALLENGER_ALIAS, CHAMPION_ALIAS
 from training.tracking import HOLDOUT_ARTIFACT
 
 
-class PromotionError(RuntimeError):
+class PromotionError(TrainingError):
     """Promotion cannot be decided (no such model, no challenger, missing holdout)."""
 
 
@@ -87,11 +90,11 @@ def evaluate_version(name: str, version: str, holdout: pd.DataFrame) -> dict[str
     """Score the holdout with a registered version and compute its test metrics.
 
     Raises:
-        ModelContractError: The version needs feature columns the holdout lacks.
+        ScoringError: The version needs feature columns the holdout lacks.
     """
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
     spec = model_spec(model)
-    scored = model.predict(prepare_input(holdout, spec))
+    scored = model.predict(model_input(holdout, spec))
     return evaluate_probabilities(
         holdout[LABEL].to_numpy(), scored["raw_score"].to_numpy(), scored["score"].to_numpy()
     )
@@ -187,7 +190,7 @@ def promote(client: MlflowClient, name: str, ece_threshold: float) -> Decision:
     else:
         try:
             theirs = evaluate_version(name, champion_version, holdout)
-        except ModelContractError as exc:
+        except ScoringError as exc:
             theirs = None
             promoted, reason = (
                 False,

@@ -1,13 +1,12 @@
-"""MLflow: connect (failing fast), run lifecycle, and logging of data, metrics and the model.
+"""MLflow for training: run lifecycle, and logging of data, metrics and the model.
 
-Tracking goes wherever ``MLFLOW_TRACKING_URI`` points (default: SQLite in the working
-directory); the registry uses the same URI. The training run is ended FAILED on any error,
-so a crash never leaves a run RUNNING.
+Tracking goes wherever ``MLFLOW_TRACKING_URI`` points (``features.tracking``); the registry
+uses the same URI. The training run is ended FAILED on any error, so a crash never leaves a
+run RUNNING.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 import tempfile
 import warnings
@@ -20,61 +19,14 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-from mlflow.models import infer_signature
 from mlflow.models.model import ModelInfo
-from mlflow.tracking import MlflowClient
 
 import features
-from features.model_contract import CounterfeitScorer, prepare_input, write_artifacts
+from features.scoring.model import CounterfeitScorer, log_scorer
 from features.spec import FeatureSpec
 
 MODEL_ARTIFACT = "model"
 HOLDOUT_ARTIFACT = "holdout/test.parquet"
-# How long the up-front reachability check may take against a tracking server.
-CONNECT_TIMEOUT_SECONDS = 10
-
-
-class TrackingError(RuntimeError):
-    """The MLflow tracking store cannot be reached or used."""
-
-
-@contextmanager
-def _fail_fast_http(timeout: int) -> Iterator[None]:
-    """Temporarily make MLflow's HTTP client give up quickly instead of retrying for minutes."""
-    overrides = {
-        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout),
-    }
-    saved = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def connect(tracking_uri: str, timeout: int = CONNECT_TIMEOUT_SECONDS) -> MlflowClient:
-    """Point MLflow at ``tracking_uri`` and prove it answers, before any long computation.
-
-    Raises:
-        TrackingError: The store cannot be reached (message names the URI and the cause).
-    """
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        with _fail_fast_http(timeout):
-            client.search_experiments(max_results=1)
-    except Exception as exc:
-        cause = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        raise TrackingError(
-            f"MLflow tracking store {tracking_uri} is unreachable: {cause}"
-        ) from exc
-    return client
 
 
 @contextmanager
@@ -143,20 +95,6 @@ def log_metrics(metrics: dict[str, float]) -> None:
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
 
 
-def _requirements() -> list[str]:
-    """Pinned runtime requirements of the scoring model (skips MLflow's slow inference)."""
-    import lightgbm
-    import pyarrow
-
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"lightgbm=={lightgbm.__version__}",
-        f"numpy=={np.__version__}",
-        f"pandas=={pd.__version__}",
-        f"pyarrow=={pyarrow.__version__}",
-    ]
-
-
 def log_scoring_model(
     scorer: CounterfeitScorer, example_rows: pd.DataFrame, metadata: dict[str, Any]
 ) -> ModelInfo:
@@ -165,29 +103,9 @@ def log_scoring_model(
     Args:
         scorer: A fitted scorer (``CounterfeitScorer.from_parts``).
         example_rows: A few feature rows for the input example and signature.
-        metadata: Extra model metadata (spec hash, calibration method, ...).
+        metadata: Extra model metadata (calibration method, data digest, ...).
 
     Returns:
         MLflow's ModelInfo (``model_uri`` is ``models:/<model id>``).
     """
-    example = prepare_input(example_rows, scorer.spec).reset_index(drop=True)
-    signature = infer_signature(example, scorer.predict(None, example))
-    with tempfile.TemporaryDirectory() as tmp:
-        artifacts = write_artifacts(
-            tmp, scorer.booster_, scorer.calibrator_, scorer.spec, scorer.levels_
-        )
-        return mlflow.pyfunc.log_model(
-            name=MODEL_ARTIFACT,
-            # An empty scorer: everything it needs arrives through the artifacts.
-            python_model=CounterfeitScorer(),
-            artifacts=artifacts,
-            signature=signature,
-            input_example=example,
-            code_paths=[str(Path(features.__file__).resolve().parent)],
-            pip_requirements=_requirements(),
-            metadata={
-                "feature_spec_hash": scorer.spec.hash,
-                "feature_spec": scorer.spec.to_dict(),
-                **metadata,
-            },
-        )
+    return log_scorer(scorer, example_rows, MODEL_ARTIFACT, metadata)

@@ -16,13 +16,24 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from features.model_contract import CounterfeitScorer, apply_calibrator, category_levels
+from features.scoring.calibrator import apply_calibrator
+from features.scoring.encoding import category_levels, encode_features
+from features.scoring.model import CounterfeitScorer
+from features.tracking import CHALLENGER_ALIAS, connect
 from training import baselines, calibration, model_card, plots, registry, tracking, tune
-from training.dataset import LABEL, Split, TrainingData, load_histories, load_own_data, split
+from training.dataset import (
+    LABEL,
+    Split,
+    TrainingData,
+    TrainingDataError,
+    load_histories,
+    load_own_data,
+    split,
+)
 from training.evaluate import evaluate_probabilities, ranking_metrics, slice_metric_dict
 from training.evaluate import slice_metrics as compute_slices
 from training.model import binned_datasets, fit_booster, fixed_params
-from training.settings import CHALLENGER_ALIAS, Settings, load_settings
+from training.settings import Settings, load_settings
 
 SLICE_COLUMN = "category"
 DEFAULT_BUDGET = 50
@@ -93,10 +104,10 @@ def load_data(request: TrainRequest) -> TrainingData:
     """Load the training table from whichever input the request names."""
     if request.histories is not None:
         if request.features is not None or request.labels is not None:
-            raise ValueError("give either --histories or --features/--labels, not both")
+            raise TrainingDataError("train on histories or on features with labels, not both")
         return load_histories(request.histories)
     if request.features is None or request.labels is None:
-        raise ValueError("give --histories DIR, or --features FILE with --labels FILE")
+        raise TrainingDataError("train on histories, or on features with their labels")
     return load_own_data(request.features, request.labels, request.links, request.price_column)
 
 
@@ -133,11 +144,13 @@ def _fit(
         parts.train, parts.validation, data.spec, levels, fixed
     )
     booster, _ = fit_booster({**fixed, **tuned.params}, train_set, validation_set)
-    scorer = CounterfeitScorer.from_parts(booster, {}, data.spec, levels)
-    raw_validation = scorer.raw_scores(parts.validation)
-    scorer.calibrator_ = calibration.fit_calibrator(
+    raw_validation = booster.predict(
+        encode_features(parts.validation, data.spec, levels), raw_score=True
+    )
+    calibrator = calibration.fit_calibrator(
         raw_validation, parts.validation[LABEL].to_numpy(), settings.sigmoid_below_positives
     )
+    scorer = CounterfeitScorer.from_parts(booster, calibrator, data.spec, levels)
     mlflow.log_params({f"lgb.{k}": v for k, v in tuned.params.items()})
     # Same data, seed and thread count give identical predictions; the count is part of it.
     mlflow.log_param("lgb.num_threads", settings.num_threads)
@@ -261,7 +274,7 @@ def train(request: TrainRequest, settings: Settings | None = None) -> TrainResul
         TrainingDataError: Unusable input (checked before the run starts).
     """
     settings = settings or load_settings()
-    client = tracking.connect(settings.tracking_uri)
+    client = connect(settings.tracking_uri)
     data = load_data(request)
     parts = split(data, request.seed, settings)
     model_name = request.model_name or settings.model_name

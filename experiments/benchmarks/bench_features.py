@@ -67,7 +67,7 @@ def _peak_rss_bytes() -> int:
 
 
 def phase_validate(histories: Path, **_) -> dict:
-    from features.validation import check_histories
+    from features.contract.validation import check_histories
 
     started = time.perf_counter()
     check_histories(histories)
@@ -88,8 +88,10 @@ def phase_full(histories: Path, **_) -> dict:
 
 
 def phase_subset_duckdb(histories: Path, as_of: pd.Timestamp, out: Path, sample=None) -> dict:
-    from features.build import compute_store_features, duckdb_connection, open_store_keys
-    from features.histories import open_histories
+    from features.build import open_store_keys
+    from features.contract.histories import open_histories
+    from features.settings import duckdb_connection
+    from features.store.engine import compute_store_features
 
     started = time.perf_counter()
     con = open_histories(histories, duckdb_connection())
@@ -268,6 +270,44 @@ def event_counts(histories: Path) -> dict[str, int]:
     return {t: pq.ParquetFile(histories / f"{t}.parquet").metadata.num_rows for t in EVENT_TABLES}
 
 
+def self_check(workdir: Path) -> int:
+    """Check the pandas baseline against the DuckDB subset on a small marketplace.
+
+    Runs the comparison the benchmark reports (``compare``) at two as-of times, and proves
+    ``compare`` flags a feature that differs. Prints the findings; exits 1 on any failure.
+    The test suite runs this as a command (nothing imports ``experiments``).
+    """
+    from features.synth.generate import generate_marketplace
+
+    market = workdir / "market"
+    generate_marketplace(market, 800, seed=3, start="2024-01-01", months=12)
+    failures = []
+    for when in (pd.Timestamp("2024-08-15 12:00:00"), pd.Timestamp("2025-01-01")):
+        measured = phase_subset_duckdb(market, as_of=when, out=workdir / "duck.parquet")
+        duck = pd.read_parquet(workdir / "duck.parquet")
+        pand = pandas_subset(market, when)
+        agreement = compare(duck, pand)
+        worst = max(agreement["worst"].values())
+        print(f"as of {when}: {agreement['rows']} rows, largest relative difference {worst:.1e}")
+        if not measured["rows"] == len(duck) == len(pand) == agreement["rows"] > 100:
+            failures.append(f"{when}: row counts differ: {agreement}")
+        if worst >= 1e-9:
+            failures.append(f"{when}: features differ: {agreement['worst']}")
+        flat = [n for n in SUBSET if duck[n].astype("float64").nunique() <= 1]
+        if flat:
+            failures.append(f"{when}: constant features (nothing compared): {flat}")
+    changed = pand.assign(gmv=pand["gmv"] * 1.01, mean_rating=np.nan)
+    worst = compare(changed, pand)["worst"]
+    if not (worst["gmv"] > 1e-3 and worst["mean_rating"] == float("inf")):
+        failures.append(f"compare misses changed features: {worst}")
+    if worst["order_count"] != 0.0:
+        failures.append(f"compare flags an unchanged feature: {worst}")
+    for failure in failures:
+        print(f"FAILED {failure}")
+    print("self-check " + ("failed" if failures else "passed"))
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--histories", type=Path)
@@ -280,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="run the phases N times, report medians"
     )
+    parser.add_argument(
+        "--self-check",
+        action="store_true",
+        help="check the pandas baseline against DuckDB on a small marketplace, then exit",
+    )
     parser.add_argument("--phase", choices=list(PHASES), help=argparse.SUPPRESS)
     parser.add_argument("--as-of", help=argparse.SUPPRESS)
     parser.add_argument("--phase-out", type=Path, help=argparse.SUPPRESS)
@@ -287,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.self_check:
+        return self_check(Path(tempfile.mkdtemp(prefix="bench_features_check_", dir=args.workdir)))
     if args.phase:  # child process: one phase, measurements to --phase-result
         as_of = pd.Timestamp(args.as_of)
         fn = PHASES[args.phase]
@@ -299,15 +346,16 @@ def main(argv: list[str] | None = None) -> int:
     if histories is None:
         if args.stores is None:
             parser.error("give --histories or --stores")
-        from features.synth import generate_marketplace
+        from features.synth.generate import generate_marketplace
 
         histories = args.workdir / f"bench_m{args.stores}_seed{args.seed}"
         if not (histories / "synth.json").exists():
             generate_marketplace(histories, args.stores, args.seed, force=True)
     histories = histories.resolve()
 
-    from features.build import default_as_of, duckdb_connection
-    from features.histories import open_histories
+    from features.build import default_as_of
+    from features.contract.histories import open_histories
+    from features.settings import duckdb_connection
 
     as_of = default_as_of(open_histories(histories, duckdb_connection()))
     events = event_counts(histories)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.histories import connect, open_histories
+from features.contract.histories import connect, open_histories
 from features.links import add_link_features, login_links, neighbour_snapshots
 
 DAYS = 730

@@ -18,7 +18,7 @@ import resource
 import time
 from pathlib import Path
 
-from features.synth import generate_marketplace
+from features.synth.generate import generate_marketplace
 
 
 def _dir_bytes(path: Path) -> int:

@@ -57,7 +57,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import average_precision_score
 
 from experiments.benchmarks.training_libs import LibraryResult, Matrices, Stopwatch, compare
-from features.model_contract import category_levels, encode_features
+from features.scoring.encoding import category_levels, encode_features
 from training import tune
 from training.dataset import LABEL, Split, TrainingData, load_own_data, split
 from training.model import EARLY_STOPPING_ROUNDS, MAX_ROUNDS, binned_datasets, fixed_params
@@ -124,8 +124,8 @@ def benchmark_labels(histories: Path, seed: int) -> pd.DataFrame:
         ``store_id``, ``labeled_at`` (naive UTC), ``is_counterfeit``, ``source`` (``test_buy``),
         sorted by ``store_id``.
     """
-    from features.contract import EVENT_TIME_COLUMNS
-    from features.histories import open_histories
+    from features.contract.histories import open_histories
+    from features.contract.tables import EVENT_TIME_COLUMNS
 
     con = open_histories(histories, tables=("stores", *EVENT_TIME_COLUMNS))
     events = " UNION ALL ".join(
@@ -153,7 +153,7 @@ def benchmark_labels(histories: Path, seed: int) -> pd.DataFrame:
 
 def _histories_with_labels(histories: Path, labels: pd.DataFrame, out: Path) -> Path:
     """A histories directory that links every table of ``histories`` but its labels."""
-    from features.contract import CONTRACT
+    from features.contract.tables import CONTRACT
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -177,7 +177,7 @@ def prepare_table(workdir: Path, stores: int, seed: int) -> tuple[Path, Path]:
         (``store_id``, ``is_counterfeit``, ``labeled_at``).
     """
     from features.build import build_training_table
-    from features.synth import generate_marketplace
+    from features.synth.generate import generate_marketplace
 
     table_dir = workdir / f"timed-{stores}-s{seed}"
     features_path, labels_path = table_dir / "features.parquet", table_dir / "labels.parquet"

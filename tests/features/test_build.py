@@ -16,6 +16,7 @@ from features.build import (
     to_utc_timestamp,
     write_feature_table,
 )
+from features.io import OutputError
 from features.spec import FeatureSpec, FeatureSpecError
 from spotcheck.cli import app
 
@@ -131,7 +132,7 @@ def test_write_is_all_or_nothing(make_histories, tmp_path):
     out = tmp_path / "out" / "f.parquet"
     with pytest.raises(FeatureSpecError):
         write_feature_table(table.drop(columns=[spec.names[3]]), spec, out)
-    with pytest.raises(FeatureBuildError):
+    with pytest.raises(OutputError, match="use a .parquet or .csv file name"):
         write_feature_table(table, spec, tmp_path / "out" / "f.json")
     assert not out.exists() and not spec_path(out).exists()
     assert write_feature_table(table, spec, out) == spec_path(out)

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from features.build import build_feature_table, build_training_table
-from features.histories import open_histories
+from features.contract.histories import open_histories
 from features.links import login_links
 
 START, MONTHS = "2023-01-01", 12
@@ -20,7 +20,7 @@ LATE = "_late"
 
 @pytest.fixture(scope="module")
 def marketplace(tmp_path_factory) -> Path:
-    from features.synth import generate_marketplace
+    from features.synth.generate import generate_marketplace
 
     out = tmp_path_factory.mktemp("pit") / "market"
     generate_marketplace(out, 2000, seed=11, start=START, months=MONTHS)

@@ -106,5 +106,5 @@ def test_failure_during_training_marks_the_run_failed(own_data, tracking, cli, c
 
 def test_features_without_labels_is_a_usage_error(own_data, tracking, cli):
     result = cli("train", "--features", own_data.features)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "--features needs --labels" in result.stderr

@@ -8,8 +8,8 @@ import lightgbm as lgb
 import optuna
 import pytest
 
-from features.build import available_cores
-from features.model_contract import category_levels
+from features.scoring.encoding import category_levels
+from features.settings import available_cores
 from training import tune
 from training.dataset import load_own_data, split
 from training.model import binned_datasets, default_params, fit_booster, fixed_params, lgb_dataset

@@ -1,22 +1,13 @@
-"""Fast checks of the training stages: split, link leakage, calibration, metrics, contract."""
+"""Fast checks of the training stages: split, link leakage, calibration, metrics."""
 
 from __future__ import annotations
 
-import json
-
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.isotonic import IsotonicRegression
 
-from features.model_contract import (
-    CounterfeitScorer,
-    ModelContractError,
-    apply_calibrator,
-    category_levels,
-    encode_features,
-)
+from features.scoring.calibrator import apply_calibrator
 from features.spec import Feature, FeatureSpec
 from training.baselines import price_rule_scores
 from training.calibration import fit_calibrator
@@ -124,44 +115,3 @@ def test_price_rule_ranks_cheapest_first_and_missing_last():
     frame = pd.DataFrame({"price": [1.0, 0.3, np.nan, 0.6]})
     order = np.argsort(-price_rule_scores(frame, "price"))
     assert order.tolist() == [1, 3, 0, 2]
-
-
-@pytest.fixture
-def tiny_scorer() -> CounterfeitScorer:
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame(
-        {
-            "n": rng.integers(0, 5, 300),
-            "flag": rng.random(300) < 0.5,
-            "kind": rng.choice(["a", "b"], 300),
-        }
-    )
-    y = ((frame["n"] > 2) & (frame["kind"] == "a")).astype(int)
-    spec = FeatureSpec(
-        (
-            Feature("n", "custom", "int", "n", "higher", "n is {value}"),
-            Feature("flag", "custom", "bool", "flag", "none", "flag is {value}"),
-            Feature("kind", "custom", "category", "kind", "none", "kind is {value}"),
-        )
-    )
-    levels = category_levels(frame, spec)
-    dataset = lgb.Dataset(encode_features(frame, spec, levels), y, categorical_feature=[2])
-    booster = lgb.train({"verbosity": -1, "min_data_in_leaf": 5}, dataset, num_boost_round=20)
-    return CounterfeitScorer.from_parts(
-        booster, {"method": "sigmoid", "a": 1, "b": 0}, spec, levels
-    )
-
-
-def test_contract_names_missing_columns(tiny_scorer):
-    with pytest.raises(ModelContractError, match="flag, kind"):
-        tiny_scorer.predict(None, pd.DataFrame({"n": [1]}))
-
-
-def test_contract_treats_unseen_categories_as_missing_and_shows_counts_as_ints(tiny_scorer):
-    rows = pd.DataFrame({"n": [4, 4, 4], "flag": [True, True, True], "kind": ["zzz", None, "a"]})
-    out = tiny_scorer.predict(None, rows)
-    assert out.loc[0, "score"] == out.loc[1, "score"]  # unseen level == missing
-    assert out.loc[2, "score"] > out.loc[1, "score"]
-    reasons = json.loads(out.loc[2, "reasons"])
-    n_reason = next(r for r in reasons if r["feature"] == "n")
-    assert n_reason["value"] == 4 and n_reason["text"] == "n is 4"

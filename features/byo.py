@@ -1,0 +1,264 @@
+"""A team's own data: feature tables, labels and links read from files, checked, linked.
+
+Teams that already compute store features bring them as a table (one row per store) with
+labels and, optionally, links between stores. This module reads and checks those files
+and adds link-graph features to them the same way for training and for scoring
+(``own_link_features``). Every problem is a ``OwnDataError`` that names the file, the
+column, how many rows and a few example stores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from features import FeaturesError
+from features.io import TABLE_SUFFIXES
+from features.links import LINK_PREFIX, add_link_features
+from features.spec import AS_OF, KEY, Feature, FeatureSpec
+
+LABEL = "is_counterfeit"
+LABEL_TIME = "labeled_at"
+# Columns of a team's feature file that are never features.
+RESERVED = (KEY, AS_OF, LABEL, LABEL_TIME)
+
+
+class OwnDataError(FeaturesError):
+    """A team's feature, label or link file is unusable; the message says what and where."""
+
+
+def examples(values: pd.Series | list, n: int = 5) -> str:
+    """The first ``n`` values, comma-separated, for error messages."""
+    return ", ".join(map(str, list(values)[:n]))
+
+
+def read_table(path: str | Path, what: str) -> pd.DataFrame:
+    """Read a Parquet or CSV file (chosen by extension); ids are read as strings.
+
+    Args:
+        path: ``.parquet`` or ``.csv`` file.
+        what: What the file is (``features``, ``labels``, ``links``), for messages.
+
+    Raises:
+        OwnDataError: Missing file or unknown extension.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise OwnDataError(f"{what} file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise OwnDataError(f"{what} file {path} must be .parquet or .csv, not {suffix!r}")
+    if suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    else:
+        frame = pd.read_csv(path, dtype={KEY: str, "linked_store_id": str})
+    for column in (KEY, "linked_store_id"):
+        if column in frame.columns:
+            frame[column] = frame[column].astype("str").where(frame[column].notna())
+    return frame
+
+
+def check_keys(frame: pd.DataFrame, what: str, path: str | Path) -> None:
+    """Raise unless ``frame`` has a non-null, unique ``store_id`` column.
+
+    Args:
+        frame: Features or labels as read.
+        what: Table name for messages.
+        path: File the table came from.
+    """
+    if KEY not in frame.columns:
+        raise OwnDataError(
+            f"{what} file {path} has no '{KEY}' column; columns: {examples(frame.columns, 12)}"
+        )
+    nulls = int(frame[KEY].isna().sum())
+    if nulls:
+        raise OwnDataError(f"{what} file {path}: {nulls} rows have an empty {KEY}")
+    dupes = frame.loc[frame[KEY].duplicated(keep=False), KEY]
+    if len(dupes):
+        raise OwnDataError(
+            f"{what} file {path} has {len(dupes)} rows for {dupes.nunique()} duplicated "
+            f"{KEY} values (one row per store expected), e.g. {examples(dupes.unique())}"
+        )
+
+
+def feature_columns(features: pd.DataFrame, path: str | Path) -> list[str]:
+    """The feature columns of a team's feature table: all but the reserved ones.
+
+    Raises:
+        OwnDataError: The table holds a label column, or no feature column at all.
+    """
+    for column in (LABEL, LABEL_TIME):
+        if column in features.columns:
+            raise OwnDataError(
+                f"features file {path} contains the label column {column!r}; labels go in "
+                "the labels file so no feature can see the label it predicts"
+            )
+    columns = [c for c in features.columns if c not in RESERVED]
+    if not columns:
+        raise OwnDataError(f"features file {path} has no feature columns")
+    return columns
+
+
+def feature_spec_for(frame: pd.DataFrame, columns: list[str]) -> FeatureSpec:
+    """FeatureSpec of a team's own feature columns (group ``custom``).
+
+    Numeric and boolean columns keep their type; text columns become categories.
+
+    Raises:
+        OwnDataError: A column holds timestamps (convert them to a number first).
+    """
+    features = []
+    for name in columns:
+        column = frame[name]
+        if pd.api.types.is_datetime64_any_dtype(column):
+            raise OwnDataError(
+                f"feature column {name!r} holds timestamps; convert it to a number "
+                "(e.g. age in days) first"
+            )
+        if pd.api.types.is_bool_dtype(column):
+            dtype, template = "bool", "{name} = {value}"
+        elif pd.api.types.is_integer_dtype(column):
+            dtype, template = "int", "{name} = {value}"
+        elif pd.api.types.is_numeric_dtype(column):
+            dtype, template = "float", "{name} = {value:.4g}"
+        else:
+            dtype, template = "category", "{name} is {value}"
+        features.append(Feature(name, "custom", dtype, name, "none", template))
+    return FeatureSpec(tuple(features))
+
+
+def check_labels(labels: pd.DataFrame, stores: pd.Series | None, path: str | Path) -> pd.DataFrame:
+    """Validate a team's labels and return ``store_id``, ``is_counterfeit`` (+ ``labeled_at``).
+
+    Args:
+        labels: Labels as read.
+        stores: ``store_id`` values of the feature table; None skips the unknown-store check
+            (known labels used only as link evidence may name stores no longer listed).
+        path: Labels file, for messages.
+
+    Raises:
+        OwnDataError: Missing columns, values other than 0/1, duplicate stores,
+            unparsable times or labels for stores absent from the features.
+    """
+    check_keys(labels, "labels", path)
+    if LABEL not in labels.columns:
+        raise OwnDataError(f"labels file {path} has no '{LABEL}' column")
+    values = pd.to_numeric(labels[LABEL], errors="coerce")
+    bad = labels.loc[~values.isin([0, 1]), KEY]
+    if len(bad):
+        raise OwnDataError(
+            f"labels file {path}: {len(bad)} rows have {LABEL} other than 0 or 1, "
+            f"e.g. stores {examples(bad)}"
+        )
+    out = pd.DataFrame({KEY: labels[KEY], LABEL: values.astype("int64")})
+    if LABEL_TIME in labels.columns:
+        times = pd.to_datetime(labels[LABEL_TIME], errors="coerce", utc=True)
+        bad = labels.loc[times.isna(), KEY]
+        if len(bad):
+            raise OwnDataError(
+                f"labels file {path}: {len(bad)} rows have an empty or unparsable "
+                f"{LABEL_TIME}, e.g. stores {examples(bad)}"
+            )
+        out[LABEL_TIME] = times.dt.tz_localize(None)
+    unknown = out.loc[~out[KEY].isin(set(stores)), KEY] if stores is not None else []
+    if len(unknown):
+        raise OwnDataError(
+            f"labels file {path} has {len(unknown)} labels for stores not in the features, "
+            f"e.g. {examples(unknown)}"
+        )
+    return out
+
+
+def check_links(links: pd.DataFrame, path: str | Path) -> pd.DataFrame:
+    """Return the link columns (ids, optional kind and times) or raise naming what is missing."""
+    missing = [c for c in (KEY, "linked_store_id") if c not in links.columns]
+    if missing:
+        raise OwnDataError(f"links file {path} lacks column(s) {', '.join(missing)}")
+    optional = ("kind", "linked_at", "unlinked_at")
+    return links[[KEY, "linked_store_id", *(c for c in optional if c in links.columns)]]
+
+
+def own_link_features(
+    rows: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    links: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    spec: FeatureSpec,
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """Link-graph features for a team's rows, the same way in training and scoring.
+
+    Counts (linked stores, known counterfeit neighbours, ring) are computed per row, as of
+    the row's ``as_of`` when it has one, so only labels known before it count and never the
+    row's own. Neighbour means and maxima of the team's numeric features come from the
+    team's one-row-per-store snapshot, which has no history to be point-in-time about.
+
+    Args:
+        rows: ``store_id`` and optional ``as_of``: the rows that get features.
+        snapshot: The team's feature table (``store_id`` + ``spec`` columns).
+        links: ``store_id``, ``linked_store_id``, optional ``kind`` (and link times).
+        labels: Known labels (``store_id``, ``is_counterfeit``, ``labeled_at`` when rows
+            have ``as_of``), or None.
+        spec: FeatureSpec of the snapshot's feature columns.
+
+    Returns:
+        ``rows``' key columns plus the link columns (same row order), and their spec.
+    """
+    keys = [c for c in (KEY, AS_OF) if c in rows.columns]
+    counted, count_spec = add_link_features(
+        rows[keys].reset_index(drop=True), links, labels, neighbour_columns=[]
+    )
+    numeric = [f.name for f in spec if f.dtype != "category"]
+    neighbours, neighbour_spec = add_link_features(
+        snapshot[[KEY, *numeric]], links, None, base_spec=spec
+    )
+    aggregates = [n for n in neighbour_spec.names if n.startswith(f"{LINK_PREFIX}nb_")]
+    out = counted.merge(neighbours[[KEY, *aggregates]], on=KEY, how="left", validate="many_to_one")
+    return out, count_spec + neighbour_spec.select(aggregates)
+
+
+def scoring_table(
+    features_path: str | Path,
+    links_path: str | Path | None = None,
+    labels_path: str | Path | None = None,
+) -> pd.DataFrame:
+    """A team's feature file ready to score, with link features from links and known labels.
+
+    Link features are computed as in training. When the links or labels carry times, the
+    rows are scored as of just after the latest of them (the end of the data, like the end
+    of a histories directory); labels without a time then count as known by then.
+
+    Raises:
+        OwnDataError: No ``store_id``, duplicate stores, or malformed links/labels.
+    """
+    features = read_table(features_path, "features")
+    check_keys(features, "features", features_path)
+    if links_path is None:
+        return features
+    links = check_links(read_table(links_path, "links"), links_path)
+    labels = None
+    if labels_path is not None:
+        labels = check_labels(read_table(labels_path, "labels"), None, labels_path)
+    rows = features[[KEY]].copy()
+    as_of = _end_of_data(links, labels)
+    if as_of is not None:
+        rows[AS_OF] = as_of
+        if labels is not None and LABEL_TIME not in labels.columns:
+            labels = labels.assign(**{LABEL_TIME: as_of - pd.Timedelta(microseconds=1)})
+    columns = [c for c in features.columns if c not in RESERVED]
+    spec = feature_spec_for(features, columns)
+    linked, link_spec = own_link_features(rows, features, links, labels, spec)
+    return pd.concat([features.reset_index(drop=True), linked[link_spec.names]], axis=1)
+
+
+def _end_of_data(links: pd.DataFrame, labels: pd.DataFrame | None) -> pd.Timestamp | None:
+    """One microsecond after the latest link or label time, or None if neither has times."""
+    times = []
+    if "linked_at" in links.columns:
+        times.append(pd.to_datetime(links["linked_at"], utc=True).max())
+    if labels is not None and LABEL_TIME in labels.columns:
+        times.append(pd.to_datetime(labels[LABEL_TIME], utc=True).max())
+    times = [t for t in times if pd.notna(t)]
+    if not times:
+        return None
+    return max(times).tz_localize(None) + pd.Timedelta(microseconds=1)
