@@ -10,7 +10,7 @@ DEMO_STORES ?= 20000
 DEMO_SEED ?= 7
 DEMO_TRIALS ?= 20
 
-.PHONY: help bootstrap demo test lint format bench clean
+.PHONY: help bootstrap demo test lint format clean
 
 help: ## Show this help.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'

@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from typing import Literal
 
 import pandas as pd
@@ -97,18 +98,20 @@ class FeatureSpec:
         return len(self.features)
 
     def __getitem__(self, name: str) -> Feature:
-        for feature in self.features:
-            if feature.name == name:
-                return feature
-        raise KeyError(name)
+        return self.features[self._positions[name]]
 
     def __add__(self, other: FeatureSpec) -> FeatureSpec:
         return FeatureSpec(self.features + other.features)
 
+    @cached_property
+    def _positions(self) -> dict[str, int]:
+        """Position of each feature by name (specs are immutable, so computed once)."""
+        return {f.name: i for i, f in enumerate(self.features)}
+
     @property
     def names(self) -> list[str]:
-        """Feature names in spec order."""
-        return [f.name for f in self.features]
+        """Feature names in spec order (a new list: callers may change it)."""
+        return list(self._positions)
 
     @property
     def categorical(self) -> list[str]:

@@ -83,13 +83,27 @@ def encode_features(
     """
     check_columns(frame, spec)
     matrix = np.empty((len(frame), len(spec)), dtype="float64")
+    numeric = [j for j, f in enumerate(spec) if f.dtype != "category"]
+    all_names = spec.names
+    names = [all_names[j] for j in numeric]
+    dtypes = frame.dtypes
+    if names and all(_plain_number(dtypes[name]) for name in names):
+        # One block copy when every numeric column already holds numbers (a feature table
+        # as written): no per-column pandas work, which dominates for a few rows.
+        matrix[:, numeric] = frame[names].to_numpy(dtype="float64", na_value=np.nan)
+    else:
+        for j, name in zip(numeric, names, strict=True):
+            matrix[:, j] = _numeric(frame[name], name, spec[name].dtype)
     for j, feature in enumerate(spec):
-        column = frame[feature.name]
         if feature.dtype == "category":
-            matrix[:, j] = _codes(column, pd.Index(levels.get(feature.name, []), dtype=object))
-        else:
-            matrix[:, j] = _numeric(column, feature.name, feature.dtype)
+            levels_index = pd.Index(levels.get(feature.name, []), dtype=object)
+            matrix[:, j] = _codes(frame[feature.name], levels_index)
     return matrix
+
+
+def _plain_number(dtype: object) -> bool:
+    """Whether a column dtype is numeric or boolean (not text or mixed objects)."""
+    return pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype)
 
 
 def model_input(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
