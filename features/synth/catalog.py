@@ -247,22 +247,30 @@ PRODUCTION_REGIONS: tuple[tuple[str, float], ...] = (
 # Fulfilment hubs that genuine stores ship from when they use a warehouse service.
 HUB_REGIONS = ("Zhejiang", "Guangdong", "Jiangsu", "Shanghai", "Henan")
 
-# Replica vocabulary (notes/TEXT_TERMS.md) and harmless look-alikes that genuine titles use.
+# The replica slang counterfeiters write, as the generator knows it: the common words plus the
+# misspellings and coinages sellers invent to get past keyword filters. It is the generator's
+# own list, not the detector's (features/store/vocabulary.py), and about half of it is
+# unknown to the detector, as new slang always is; "inspired" and "dupe" are also what honest
+# "dupe shops" write about their unbranded look-alikes.
 REPLICA_TERMS = (
     "replica",
     "1:1",
     "AAA",
-    "AAA+",
     "mirror quality",
-    "high copy",
     "super copy",
     "top grade",
-    "copy",
-    "OEM",
-    "factory original",
-    "unbranded",
     "inspired",
     "dupe",
+    "repl1ca",
+    "reps",
+    "1to1",
+    "one to one",
+    "A+ grade",
+    "mirror grade",
+    "top-tier",
+    "UA quality",
+    "same factory",
+    "OG batch",
 )
 HARMLESS_TERMS = ("original packaging", "factory sealed", "authentic", "with copy holder")
 PLAIN_SUFFIXES = ("", "", "", "2025 new", "free shipping", "gift", "best seller", "limited")
@@ -278,7 +286,16 @@ UNBRANDED_ADJECTIVES = (
 )
 
 OCR_GENUINE = ("{B}", "{B} AUTHENTIC", "{B} OFFICIAL STORE", "GENUINE PRODUCT {B}")
-OCR_REPLICA = ("{B} AAA QUALITY", "1:1 MIRROR {B}", "TOP GRADE COPY", "REPLICA {B}")
+OCR_REPLICA = (
+    "{B} AAA QUALITY",
+    "1:1 MIRROR {B}",
+    "TOP GRADE COPY",
+    "REPLICA {B}",
+    "{B} 1TO1 VERSION",
+    "REPS {B} OG BATCH",
+    "{B} UA QUALITY",
+    "SAME FACTORY {B}",
+)
 OCR_UNBRANDED = ("SALE 50% OFF", "NEW ARRIVAL", "FREE SHIPPING")
 
 # Review texts: short ones are what fake-review bursts use; genuine buyers use both.

@@ -315,3 +315,18 @@ def test_cli_generates_and_prints_the_shape(tmp_path: Path) -> None:
     assert (out / "truth.parquet").is_file()
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 2 and "--force" in again.output
+
+
+def test_the_generator_writes_replica_slang_the_detector_does_not_know() -> None:
+    """The generator keeps its own vocabulary, so text features are not flattered."""
+    import re
+
+    from features.store.vocabulary import REPLICA_TERMS as DETECTOR_TERMS
+    from features.store.vocabulary import replica_pattern
+    from features.synth.catalog import OCR_REPLICA, REPLICA_TERMS
+
+    detector = re.compile(replica_pattern())
+    unknown = [t for t in REPLICA_TERMS if not detector.search(t.lower())]
+    assert {t.lower() for t in REPLICA_TERMS} != set(DETECTOR_TERMS)
+    assert len(unknown) >= len(REPLICA_TERMS) / 3, unknown
+    assert any(not detector.search(t.lower()) for t in OCR_REPLICA)
