@@ -167,7 +167,8 @@ def _baseline_scores(
         scores[baselines.PRICE_RULE] = baselines.price_rule_scores(parts.test, data.price_column)
     else:
         notes.append(
-            "price-rule baseline skipped: no price_to_reference_median column (use --price-column)"
+            "price-rule baseline skipped: no price_to_reference_median column; name a price column "
+            "to run it"
         )
     # Same training rows as the booster (which keeps the validation period for early
     # stopping, tuning and calibration), same test set: the comparison is like for like.

@@ -283,9 +283,9 @@ def _graph_part(
     options: LinkOptions,
 ) -> LinkGraphPart:
     """Everything but the neighbour aggregates, for ``features``' rows."""
-    ids = [features[KEY], links["store_id"], links["linked_store_id"]]
+    ids = [features[KEY], links[KEY], links["linked_store_id"]]
     if labels is not None:
-        ids.append(labels["store_id"])
+        ids.append(labels[KEY])
     codes, uniques = encode_ids(*ids)
     graph = build_graph(links, codes[1], codes[2], options.kinds or (), len(uniques))
     label_index = (

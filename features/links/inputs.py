@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features import FeaturesError
+from features.spec import AS_OF, KEY
 
 
 class LinkGraphError(FeaturesError):
@@ -83,27 +84,27 @@ def check_ring_cap(max_ring_size: int) -> int:
 
 def check_inputs(features: pd.DataFrame, links: pd.DataFrame, labels: pd.DataFrame | None) -> None:
     """Raise on missing columns, missing ids, mixed id types or duplicate rows."""
-    require_columns(features, "features", ["store_id"])
+    require_columns(features, "features", [KEY])
     require_columns(links, "links", ["store_id", "linked_store_id"])
     check_ids(features, "features", "store_id")
     check_ids(links, "links", "store_id")
     check_ids(links, "links", "linked_store_id")
     ids = {
-        "features.store_id": features["store_id"],
-        "links.store_id": links["store_id"],
+        "features.store_id": features[KEY],
+        "links.store_id": links[KEY],
         "links.linked_store_id": links["linked_store_id"],
     }
     if labels is not None:
         require_columns(labels, "labels", ["store_id", "is_counterfeit"])
         check_ids(labels, "labels", "store_id")
-        ids["labels.store_id"] = labels["store_id"]
-        if "as_of" in features.columns and "labeled_at" not in labels.columns:
+        ids["labels.store_id"] = labels[KEY]
+        if AS_OF in features.columns and "labeled_at" not in labels.columns:
             raise LinkGraphError(
                 "labels: missing column labeled_at, needed because features has as_of "
                 "(only labels known before each row's as_of may count)"
             )
     check_id_families(ids)
-    keys = ["store_id", "as_of"] if "as_of" in features.columns else ["store_id"]
+    keys = [KEY, AS_OF] if AS_OF in features.columns else [KEY]
     dupes = features.duplicated(keys, keep=False)
     if dupes.any():
         examples = features.loc[dupes, "store_id"].drop_duplicates().head(5).tolist()

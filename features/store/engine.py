@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.settings import available_cores
+from features.spec import AS_OF, KEY
 from features.store.catalogue import (
     brand_mentions_sql,
     brand_pattern,
@@ -67,7 +68,7 @@ def compute_store_features(
     # Keys already sorted and distinct (the usual case) are numbered here: no DISTINCT and
     # no sort in DuckDB, and the result's keys are these very columns.
     ordered = _plain_keys(keys) and is_sorted_unique(keys)
-    key_input = keys[["store_id", "as_of"]]
+    key_input = keys[[KEY, AS_OF]]
     if ordered:
         key_input = key_input.assign(snap_id=np.arange(1, len(keys) + 1, dtype=np.int64))
     try:
@@ -113,8 +114,8 @@ def compute_store_features(
     leading = None
     if reuse_keys:
         leading = {
-            "store_id": pa.array(keys["store_id"]),
-            "as_of": pa.array(keys["as_of"].to_numpy().astype("datetime64[us]")),
+            KEY: pa.array(keys[KEY]),
+            AS_OF: pa.array(keys[AS_OF].to_numpy().astype("datetime64[us]")),
         }
     return sorted_frame(table, "snap_id", leading)
 
@@ -159,7 +160,7 @@ def sorted_frame(
 
 def _plain_keys(keys: pd.DataFrame) -> bool:
     """Whether keys are text ids and naive timestamps: then pandas orders them as DuckDB does."""
-    return isinstance(keys["store_id"].dtype, pd.StringDtype) and keys["as_of"].dtype.kind == "M"
+    return isinstance(keys[KEY].dtype, pd.StringDtype) and keys[AS_OF].dtype.kind == "M"
 
 
 def _row_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -170,8 +171,8 @@ def is_sorted_unique(rows: pd.DataFrame) -> bool:
     """Whether (store_id, as_of) rows are strictly increasing (the usual case: no work)."""
     if len(rows) < 2:
         return True
-    ids = pa.array(rows["store_id"])
-    times = rows["as_of"].to_numpy()
+    ids = pa.array(rows[KEY])
+    times = rows[AS_OF].to_numpy()
     previous, current = ids[:-1], ids[1:]
     try:
         ahead = pc.less(previous, current).to_numpy(zero_copy_only=False)

@@ -40,3 +40,17 @@ def test_histories_train_register_and_score_every_store(tracking, cli, tmp_path,
     truth = pd.read_parquet(histories / "truth.parquet")
     top = scores.head(len(stores) // 50).merge(truth, on="store_id")
     assert top["is_counterfeit"].mean() > 3 * truth["is_counterfeit"].mean()
+
+    # Plain MLflow takes the table `spotcheck features` writes as it is (int64, bool, str
+    # columns included) and gives the scores `spotcheck score` wrote.
+    table_path = tmp_path / "features.parquet"
+    built = cli("features", "--histories", histories, "--out", table_path)
+    assert built.exit_code == 0, built.stderr
+    table = pd.read_parquet(table_path)
+    assert {"int64", "bool", "str"} <= {str(t) for t in table.dtypes}
+    plain = mlflow.pyfunc.load_model(summary["model_uri"]).predict(table)
+    by_store = scores.set_index("store_id")
+    assert plain["score"].to_numpy() == pytest.approx(
+        by_store.loc[table["store_id"], "score"].to_numpy(), abs=0
+    )
+    assert plain["reason_1"].tolist() == by_store.loc[table["store_id"], "reason_1"].tolist()
