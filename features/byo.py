@@ -20,6 +20,8 @@ from features.spec import AS_OF, KEY, Feature, FeatureSpec
 
 LABEL = "is_counterfeit"
 LABEL_TIME = "labeled_at"
+# The as_of of the feature row a label was matched to (features with an as_of column).
+FEATURE_TIME = "feature_as_of"
 # Columns of a team's feature file that are never features.
 RESERVED = (KEY, AS_OF, LABEL, LABEL_TIME)
 
@@ -60,7 +62,10 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
 
 
 def check_keys(frame: pd.DataFrame, what: str, path: str | Path) -> None:
-    """Raise unless ``frame`` has a non-null, unique ``store_id`` column.
+    """Raise unless ``frame`` has a non-null ``store_id`` column, unique per ``as_of``.
+
+    A feature table may hold several rows per store, one per ``as_of`` time (features as
+    they were at that time); without ``as_of`` it holds one row per store.
 
     Args:
         frame: Features or labels as read.
@@ -74,11 +79,21 @@ def check_keys(frame: pd.DataFrame, what: str, path: str | Path) -> None:
     nulls = int(frame[KEY].isna().sum())
     if nulls:
         raise OwnDataError(f"{what} file {path}: {nulls} rows have an empty {KEY}")
-    dupes = frame.loc[frame[KEY].duplicated(keep=False), KEY]
+    keys = [KEY, AS_OF] if AS_OF in frame.columns else [KEY]
+    if AS_OF in frame.columns:
+        times = pd.to_datetime(frame[AS_OF], errors="coerce", utc=True)
+        bad = frame.loc[times.isna(), KEY]
+        if len(bad):
+            raise OwnDataError(
+                f"{what} file {path}: {len(bad)} rows have an empty or unparsable {AS_OF}, "
+                f"e.g. stores {examples(bad)}"
+            )
+    dupes = frame.loc[frame.duplicated(keys, keep=False), KEY]
     if len(dupes):
+        per = "store and as_of" if len(keys) == 2 else "store"
         raise OwnDataError(
             f"{what} file {path} has {len(dupes)} rows for {dupes.nunique()} duplicated "
-            f"{KEY} values (one row per store expected), e.g. {examples(dupes.unique())}"
+            f"{KEY} values (one row per {per} expected), e.g. {examples(dupes.unique())}"
         )
 
 
@@ -209,12 +224,71 @@ def own_link_features(
         rows[keys].reset_index(drop=True), links, labels, neighbour_columns=[]
     )
     numeric = [f.name for f in spec if f.dtype != "category"]
+    timed = AS_OF in snapshot.columns
+    snapshot_keys = [KEY, AS_OF] if timed else [KEY]
     neighbours, neighbour_spec = add_link_features(
-        snapshot[[KEY, *numeric]], links, None, base_spec=spec
+        _naive_times(snapshot[[*snapshot_keys, *numeric]]), links, None, base_spec=spec
     )
     aggregates = [n for n in neighbour_spec.names if n.startswith(f"{LINK_PREFIX}nb_")]
-    out = counted.merge(neighbours[[KEY, *aggregates]], on=KEY, how="left", validate="many_to_one")
-    return out, count_spec + neighbour_spec.select(aggregates)
+    if timed:
+        # Each row takes the aggregates of the feature snapshot it was matched to.
+        counted[FEATURE_TIME] = rows[FEATURE_TIME].to_numpy()
+        neighbours = neighbours.rename(columns={AS_OF: FEATURE_TIME})
+        on = [KEY, FEATURE_TIME]
+    else:
+        on = [KEY]
+    out = counted.merge(neighbours[[*on, *aggregates]], on=on, how="left", validate="many_to_one")
+    return out.drop(columns=[FEATURE_TIME], errors="ignore"), count_spec + neighbour_spec.select(
+        aggregates
+    )
+
+
+def _naive_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with ``as_of`` (if any) as naive UTC timestamps."""
+    if AS_OF not in frame.columns:
+        return frame
+    times = pd.to_datetime(frame[AS_OF], utc=True).dt.tz_localize(None)
+    return frame.assign(**{AS_OF: times})
+
+
+def match_feature_times(
+    labels: pd.DataFrame, features: pd.DataFrame, columns: list[str], path: str | Path
+) -> pd.DataFrame:
+    """Each label with the store's latest feature row as of its label time (point in time).
+
+    Args:
+        labels: Checked labels with ``labeled_at``.
+        features: The team's features with one row per store and ``as_of``.
+        columns: Feature columns to take.
+        path: The features file, for messages.
+
+    Returns:
+        The labels with the feature columns and ``FEATURE_TIME`` (the matched row's as_of).
+
+    Raises:
+        OwnDataError: Labels without a feature row at or before their time.
+    """
+    table = _naive_times(features[[KEY, AS_OF, *columns]]).rename(columns={AS_OF: FEATURE_TIME})
+    table = table.sort_values(FEATURE_TIME, kind="stable")
+    ordered = labels.reset_index(drop=True).assign(_row=lambda f: range(len(f)))
+    ordered = ordered.sort_values(LABEL_TIME, kind="stable")
+    matched = pd.merge_asof(
+        ordered,
+        table,
+        left_on=LABEL_TIME,
+        right_on=FEATURE_TIME,
+        by=KEY,
+        direction="backward",
+        allow_exact_matches=True,
+    )
+    unmatched = matched.loc[matched[FEATURE_TIME].isna(), KEY]
+    if len(unmatched):
+        raise OwnDataError(
+            f"features file {path}: {len(unmatched)} labels have no feature row at or before "
+            f"their labeled_at (features must describe the store as it was when labelled), "
+            f"e.g. stores {examples(unmatched)}"
+        )
+    return matched.sort_values("_row").drop(columns="_row").reset_index(drop=True)
 
 
 def scoring_table(
@@ -224,8 +298,9 @@ def scoring_table(
 ) -> pd.DataFrame:
     """A team's feature file ready to score, with link features from links and known labels.
 
-    Link features are computed as in training. When the links or labels carry times, the
-    rows are scored as of just after the latest of them (the end of the data, like the end
+    Link features are computed as in training. A table with rows per store and ``as_of``
+    is scored on each store's latest row. When the links or labels carry times, the rows
+    are scored as of just after the latest of them (the end of the data, like the end
     of a histories directory); labels without a time then count as known by then.
 
     Raises:
@@ -233,6 +308,11 @@ def scoring_table(
     """
     features = read_table(features_path, "features")
     check_keys(features, "features", features_path)
+    if AS_OF in features.columns:
+        # Rows per store and time: a store is scored on its latest features.
+        latest = _naive_times(features).sort_values(AS_OF, kind="stable")
+        features = latest.drop_duplicates(KEY, keep="last").drop(columns=AS_OF)
+        features = features.sort_values(KEY, kind="stable").reset_index(drop=True)
     if links_path is None:
         return features
     links = check_links(read_table(links_path, "links"), links_path)

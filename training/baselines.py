@@ -1,11 +1,14 @@
-"""The two baselines the tuned model must beat, scored on the same test set.
+"""The two baselines the tuned model must beat, scored on the same rows.
 
 * The price rule from the seeds: flag stores whose listings sell far below the brand's
   reference price, i.e. rank by the price-to-reference ratio, lowest first.
-* A logistic regression on all features (imputed, scaled, categories one-hot encoded).
+* A logistic regression on all features (imputed, scaled, categories one-hot encoded),
+  fitted on the same development rows as the model the holdout is measured on.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,9 +18,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from features.byo import LABEL
 from features.scoring.encoding import model_input
 from features.spec import FeatureSpec
-from training.dataset import LABEL
 
 PRICE_RULE = "price_rule"
 LOGISTIC = "logistic_regression"
@@ -86,9 +89,36 @@ def _inputs(frame: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     prepared = model_input(frame, spec)
     for name in spec.categorical:
         prepared[name] = prepared[name].astype(object).where(prepared[name].notna(), np.nan)
+    for name in spec.names:
+        if prepared[name].dtype == bool:
+            prepared[name] = prepared[name].astype("float64")
     return prepared
 
 
 def logistic_scores(model: Pipeline, frame: pd.DataFrame, spec: FeatureSpec) -> np.ndarray:
     """Predicted probabilities of the logistic baseline."""
     return model.predict_proba(_inputs(frame, spec))[:, 1]
+
+
+@dataclass(frozen=True)
+class Baselines:
+    """Both baselines, fitted once, scoring any rows with the spec's columns."""
+
+    logistic: Pipeline
+    spec: FeatureSpec
+    price_column: str | None
+
+    def scores(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Scores of each baseline (the price rule only when there is a price column)."""
+        out = {}
+        if self.price_column is not None:
+            out[PRICE_RULE] = price_rule_scores(frame, self.price_column)
+        out[LOGISTIC] = logistic_scores(self.logistic, frame, self.spec)
+        return out
+
+
+def fit_baselines(
+    development: pd.DataFrame, spec: FeatureSpec, price_column: str | None, seed: int
+) -> Baselines:
+    """Fit the baselines on the development rows."""
+    return Baselines(fit_logistic(development, spec, seed), spec, price_column)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from features.cli import FeaturesOpt, HistoriesOpt, LinksOpt, fail
+
+if TYPE_CHECKING:
+    from training.train import TrainResult
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -40,21 +43,50 @@ def _one_input(histories: Path | None, features: Path | None) -> None:
         raise typer.BadParameter("give exactly one of --histories DIR or --features FILE")
 
 
-def _print_metrics(metrics: dict[str, dict[str, float]]) -> None:
+def _print_metrics(metrics: dict[str, dict[str, float]], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
     names = list(metrics)
-    table = Table(title="holdout (test) metrics")
+    table = Table(title=title)
     table.add_column("metric")
     for name in names:
         table.add_column(name, justify="right")
-    keys = [k for k in metrics["model"] if k in ("roc_auc", "pr_auc", "brier", "ece")]
+    first = ("rows", "positives", "roc_auc", "pr_auc", "brier", "ece", "mean_score", "true_rate")
+    keys = [k for k in first if k in metrics["model"]]
     keys += [k for k in metrics["model"] if k.startswith(("precision_at", "recall_at"))]
     for key in keys:
         cells = [metrics[n].get(key) for n in names]
-        table.add_row(key, *("–" if c is None or c != c else f"{c:.4f}" for c in cells))
+        form = "{:,.0f}" if key in ("rows", "positives") else "{:.4f}"
+        table.add_row(key, *("–" if c is None or c != c else form.format(c) for c in cells))
     Console(stderr=True).print(table)
+
+
+def _print_summary(result: TrainResult) -> None:
+    from rich.console import Console
+
+    split = result.split
+    _print_metrics(
+        result.metrics,
+        f"holdout: the {split['test_rows']:,} most recent labels "
+        f"({split['test_positives']} positive), scored by the model fit without them",
+    )
+    if result.truth_metrics:
+        rows = int(result.truth_metrics["model"]["rows"])
+        _print_metrics(
+            result.truth_metrics,
+            f"truth: all {rows:,} stores not labelled before the test period",
+        )
+    recipe = result.recipe
+    Console(stderr=True).print(
+        f"tuning: {recipe['tuning']}\n"
+        f"registered model: refit on all {recipe['fit_rows']:,} labels "
+        f"({recipe['fit_positives']} positive), {recipe['rounds']} rounds chosen by "
+        f"{recipe['folds']['cv_folds']}-fold {recipe['folds']['cv_method']} cross-validation "
+        f"(mean PR-AUC {recipe['cv_pr_auc']:.4f}), calibrated ({result.calibration}) on "
+        f"{recipe['calibration_rows']:,} out-of-fold scores",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -77,7 +109,23 @@ def train(
             show_default=False,
         ),
     ] = None,
-    trials: Annotated[int, typer.Option(min=0, help="Optuna trials to run now.")] = 20,
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="Synthetic data only: truth.parquet of `spotcheck synth`, to report the model "
+            "against the truth of every store not labelled before the test period "
+            "(evaluation only: never used for fitting, tuning, calibration or gates).",
+            show_default=False,
+        ),
+    ] = None,
+    trials: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Optuna trials, each scored by cross-validation over the development labels "
+            "(0: no tuning, default parameters).",
+        ),
+    ] = 0,
     timeout: Annotated[
         float | None,
         typer.Option(min=1, help="Stop starting trials after SECONDS.", show_default=False),
@@ -96,8 +144,16 @@ def train(
     ] = None,
     study_name: Annotated[
         str | None,
-        typer.Option(help="Optuna study to resume (default: experiment + data digest)."),
+        typer.Option(help="Optuna study to create or resume (default: a new one per run)."),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Resume the study of this experiment and data (named from both) instead of "
+            "starting a new one; the model then depends on earlier runs' trials.",
+        ),
+    ] = False,
     budget: Annotated[
         int, typer.Option(min=1, help="Absolute spot-check budget for precision/recall.")
     ] = 50,
@@ -123,6 +179,7 @@ def train(
         features=features,
         labels=labels,
         links=links,
+        truth=truth,
         price_column=price_column,
         trials=trials,
         timeout=timeout,
@@ -131,6 +188,7 @@ def train(
         seed=seed,
         storage=storage,
         study_name=study_name,
+        resume=resume,
         budget=budget,
         n_jobs=n_jobs,
     )
@@ -141,7 +199,7 @@ def train(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=1, default=str))
         return
-    _print_metrics(result.metrics)
+    _print_summary(result)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(result.model_uri)
@@ -164,7 +222,10 @@ def promote(
     name = model_name or settings.model_name
     try:
         client = connect(settings.tracking_uri)
-        decision = registry.promote(client, name, settings.ece_threshold)
+        gates = registry.Gates(
+            settings.ece_threshold, settings.pr_auc_margin, settings.bootstrap_samples
+        )
+        decision = registry.promote(client, name, gates)
     except _expected_errors() as exc:
         raise fail(str(exc)) from exc
     verdict = "promoted" if decision.promoted else "rejected"

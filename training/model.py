@@ -13,9 +13,9 @@ from typing import Any
 import lightgbm as lgb
 import pandas as pd
 
+from features.byo import LABEL
 from features.scoring.encoding import encode_features
 from features.spec import FeatureSpec
-from training.dataset import LABEL
 
 # Metric for early stopping, pruning and the Optuna objective: PR-AUC (average precision),
 # the promotion gate's metric, on the validation set.

@@ -16,6 +16,15 @@ CARD_METRICS = (
     "brier",
     "ece",
 )
+TRUTH_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "precision_at_100",
+    "precision_at_500",
+    "precision_at_1000",
+    "brier",
+    "ece",
+)
 
 
 def _fmt(value: object) -> str:
@@ -24,11 +33,13 @@ def _fmt(value: object) -> str:
     return "–" if value is None else str(value)
 
 
-def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
+def metrics_table(
+    metrics: dict[str, dict[str, float]], rows: tuple[str, ...] = CARD_METRICS
+) -> str:
     """Markdown table: one row per metric, one column per scorer (model and baselines)."""
     names = list(metrics)
     lines = ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for metric in CARD_METRICS:
+    for metric in rows:
         if any(metric in m for m in metrics.values()):
             cells = [_fmt(metrics[n].get(metric)) for n in names]
             lines.append(f"| {metric} | " + " | ".join(cells) + " |")
@@ -42,8 +53,10 @@ def render(
     run_id: str,
     data: dict[str, object],
     split: dict[str, object],
+    recipe: dict[str, object],
     calibration: str,
     metrics: dict[str, dict[str, float]],
+    truth_metrics: dict[str, dict[str, float]] | None,
     importance: pd.DataFrame,
     params: dict[str, object],
     notes: list[str],
@@ -54,13 +67,15 @@ def render(
         model_name: Registered model name.
         version: Registered version.
         run_id: MLflow run that trained it.
-        data: Source, digest, rows and positives of the training table.
+        data: Source, digest, rows, positives and positive share of the training table.
         split: ``Split.describe()`` output.
+        recipe: How the models were made (``training.train._recipe``).
         calibration: Calibration method.
-        metrics: Test metrics per scorer (``model``, baselines).
+        metrics: Holdout metrics per scorer (``model``, baselines).
+        truth_metrics: Metrics against the truth of a synthetic marketplace, or None.
         importance: Feature importance, highest gain first.
         params: Final LightGBM parameters.
-        notes: Extra remarks (skipped baselines, etc.).
+        notes: Extra remarks (skipped baselines, warnings about the data, etc.).
 
     Returns:
         Markdown text.
@@ -70,32 +85,61 @@ def render(
     data_lines = "\n".join(f"- {k}: {v}" for k, v in data.items())
     param_lines = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(params.items()))
     note_lines = "\n".join(f"- {n}" for n in notes) or "- none"
+    folds = recipe["folds"]
+    truth = ""
+    if truth_metrics:
+        model = truth_metrics["model"]
+        truth = f"""
+## Against the truth (synthetic marketplace)
+Every store not labelled before the test period ({int(model["rows"]):,} stores,
+{int(model["positives"]):,} truly counterfeit), scored by the same model as the holdout:
+
+{metrics_table(truth_metrics, TRUTH_METRICS)}
+
+Mean score {model["mean_score"]:.4f} against a true rate of {model["true_rate"]:.4f}: the
+probability is calibrated for stores like the labelled ones, not for the marketplace.
+"""
     return f"""# Model card: {model_name} v{version}
 
 Calibrated probability that an online store sells counterfeit goods, with SHAP reasons.
 Trained in MLflow run `{run_id}`.
 
 ## Intended use
-Rank stores for spot-checks (test buys) and explain each score to reviewers. The score is a
-probability calibrated on held-out labels ({calibration}); use it to order and budget
-checks, not as proof: every flagged store still needs a test buy or a human review.
+Rank stores for spot-checks (test buys) and explain each score to reviewers. Use the score to
+order and budget checks, not as proof: every flagged store still needs a test buy or a human
+review.
+
+**What the probability means.** It is calibrated ({calibration}) on out-of-fold scores of
+the labelled stores, so it is the chance that a store *like the labelled ones* sells
+counterfeits: {data["positive share"]} of the labelled stores are counterfeit, a far higher
+share than among all stores, because labels come from complaints and targeted checks. Read it
+as a ranking with a scale for checked-looking stores, not as the marketplace's base rate.
 
 ## Data
 {data_lines}
 
-## Split (time-aware when labels carry a time: the test set is the most recent period)
+## Split (time-aware when labels carry a time: the holdout is the most recent period)
 {split_lines}
 
-## Test-set metrics, model against baselines
+## How it was made
+- Tuning: {recipe["tuning"]}.
+- Rounds: {recipe["rounds"]}, chosen by {folds["cv_folds"]}-fold {folds["cv_method"]}
+  cross-validation over all {recipe["fit_rows"]} labels (mean validation PR-AUC
+  {_fmt(recipe["cv_pr_auc"])}); the registered booster is refit on all of them.
+- Calibration: fitted on {recipe["calibration_rows"]} out-of-fold scores; strictly increasing
+  in the raw score, so the score keeps the booster's ranking.
+- The holdout figures below come from the same recipe fit without the holdout
+  ({recipe["development_rounds"]} rounds).
+- LightGBM parameters: {param_lines}
+
+## Holdout metrics, model against baselines
 {metrics_table(metrics)}
 
-Budgets are shares of the scored (test) stores; `budget` is the absolute `--budget`.
-
+Share budgets (0.5/1/2% of the holdout) appear only where they cover at least 20 stores;
+`budget` is the absolute `--budget`.
+{truth}
 ## Top features (gain)
 {top}
-
-## Training
-LightGBM, Optuna-tuned on the validation period with early stopping: {param_lines}
 
 ## Limitations
 - Labels come from spot-checks, complaints and rights holders, not a random sample: stores

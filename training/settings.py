@@ -9,9 +9,11 @@ tracking URI and model name are shared with serving (``features.tracking``).
 | registered model name | ``SPOTCHECK_MODEL_NAME`` | ``counterfeit-store-classifier`` |
 | MLflow experiment | ``SPOTCHECK_EXPERIMENT`` | ``spotcheck`` |
 | Optuna study storage | ``SPOTCHECK_OPTUNA_STORAGE`` | ``sqlite:///<cwd>/optuna.db`` |
-| ECE promotion threshold | ``SPOTCHECK_ECE_THRESHOLD`` | ``0.05`` |
+| ECE promotion threshold (the lower end of its interval) | ``SPOTCHECK_ECE_THRESHOLD`` | ``0.05`` |
+| PR-AUC non-inferiority margin of the gates | ``SPOTCHECK_PR_AUC_MARGIN`` | ``0.02`` |
+| bootstrap resamples of the gates' intervals | ``SPOTCHECK_BOOTSTRAP_SAMPLES`` | 1000 |
 | sigmoid (not isotonic) calibration below this many positives | ``SPOTCHECK_SIGMOID_BELOW`` | 50 |
-| minimum positive labels in each of train, validation, test | ``SPOTCHECK_MIN_POSITIVES`` | 5 |
+| minimum positive labels in the holdout | ``SPOTCHECK_MIN_POSITIVES`` | 5 |
 | LightGBM threads | ``SPOTCHECK_NUM_THREADS`` | the CPU cores this process may use |
 """
 
@@ -24,8 +26,7 @@ from features.settings import available_cores, env_float, env_int, env_text
 from features.tracking import model_name, tracking_uri
 
 DEFAULT_EXPERIMENT = "spotcheck"
-# Share of labelled rows (by time when labels carry one) held out for validation and test.
-VALIDATION_FRACTION = 0.2
+# Share of labelled rows (the most recent when labels carry times) held out for evaluation.
 TEST_FRACTION = 0.2
 # Spot-check budgets as shares of the scored stores.
 BUDGET_FRACTIONS = (0.005, 0.01, 0.02)
@@ -42,6 +43,8 @@ class Settings:
     experiment: str
     study_storage: str
     ece_threshold: float
+    pr_auc_margin: float
+    bootstrap_samples: int
     sigmoid_below_positives: int
     min_positives_per_split: int
     num_threads: int
@@ -60,6 +63,8 @@ def load_settings() -> Settings:
         experiment=env_text("SPOTCHECK_EXPERIMENT", DEFAULT_EXPERIMENT),
         study_storage=env_text("SPOTCHECK_OPTUNA_STORAGE", f"sqlite:///{cwd / 'optuna.db'}"),
         ece_threshold=env_float("SPOTCHECK_ECE_THRESHOLD", 0.05),
+        pr_auc_margin=env_float("SPOTCHECK_PR_AUC_MARGIN", 0.02),
+        bootstrap_samples=env_int("SPOTCHECK_BOOTSTRAP_SAMPLES", 1000, minimum=100),
         sigmoid_below_positives=env_int("SPOTCHECK_SIGMOID_BELOW", 50, minimum=0),
         min_positives_per_split=env_int("SPOTCHECK_MIN_POSITIVES", 5),
         # Predictions are bit-identical for a given thread count; a different count changes

@@ -27,6 +27,8 @@ from features.spec import FeatureSpec
 
 MODEL_ARTIFACT = "model"
 HOLDOUT_ARTIFACT = "holdout/test.parquet"
+# The (store, as-of) keys the registered model was fit on: gates compare on other rows.
+TRAINING_KEYS_ARTIFACT = "training/keys.parquet"
 
 
 @contextmanager

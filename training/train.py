@@ -1,8 +1,18 @@
-"""The training job: data -> split -> tune -> fit -> calibrate -> evaluate -> log -> register.
+"""The training job: data, split, tune, cross-fit, calibrate, refit, evaluate, register.
 
-Everything that can reject the input runs before the MLflow run starts, and the tracking
-store is checked before anything else, so bad input or an unreachable server fails in
-seconds and registers nothing. Once the run has started, any error ends it FAILED.
+The recipe (``training.crossfit``) uses every label: cross-validation folds that respect time
+tune the parameters, pick the boosting rounds and yield the out-of-fold scores the
+calibrator is fitted on; the booster is then refit on every row. It runs twice:
+
+* on the development rows only, giving the model the holdout (the most recent labels) is
+  measured on — the figures the run reports and the promotion gates use;
+* on every labelled row, giving the model that is registered.
+
+Tuning (when trials are asked for) cross-validates over the development rows only, so the
+holdout never influences the parameters. Everything that can reject the input runs before
+the MLflow run starts, and the tracking store is checked before anything else, so bad input
+or an unreachable server fails in seconds and registers nothing. Once the run has started,
+any error ends it FAILED.
 """
 
 from __future__ import annotations
@@ -16,13 +26,14 @@ import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from features.scoring.calibrator import apply_calibrator
-from features.scoring.encoding import category_levels, encode_features
-from features.scoring.model import CounterfeitScorer
+from features.byo import LABEL
+from features.scoring.encoding import category_levels
+from features.spec import AS_OF, KEY
 from features.tracking import CHALLENGER_ALIAS, connect
-from training import baselines, calibration, model_card, plots, registry, tracking, tune
+from training import baselines, model_card, plots, registry, tracking, truth, tune
+from training.baselines import Baselines, fit_baselines
+from training.crossfit import FittedModel, Folds, fit_model, label_times, make_folds
 from training.dataset import (
-    LABEL,
     Split,
     TrainingData,
     TrainingDataError,
@@ -32,7 +43,7 @@ from training.dataset import (
 )
 from training.evaluate import evaluate_probabilities, ranking_metrics, slice_metric_dict
 from training.evaluate import slice_metrics as compute_slices
-from training.model import binned_datasets, fit_booster, fixed_params
+from training.model import default_params, fixed_params
 from training.settings import Settings, load_settings
 
 SLICE_COLUMN = "category"
@@ -43,21 +54,25 @@ DEFAULT_BUDGET = 50
 class TrainRequest:
     """What to train on and how (the ``spotcheck train`` options).
 
-    Exactly one input: ``histories``, or ``features`` + ``labels`` (+ ``links``).
+    Exactly one input: ``histories``, or ``features`` + ``labels`` (+ ``links``). ``truth``
+    (synthetic data) is used for evaluation only: it never reaches fitting, tuning,
+    calibration or the gates.
     """
 
     histories: Path | None = None
     features: Path | None = None
     labels: Path | None = None
     links: Path | None = None
+    truth: Path | None = None
     price_column: str | None = None
-    trials: int = 20
+    trials: int = 0
     timeout: float | None = None
     experiment: str | None = None
     model_name: str | None = None
     seed: int = 0
     storage: str | None = None
     study_name: str | None = None
+    resume: bool = False
     budget: int = DEFAULT_BUDGET
     n_jobs: int = 1
 
@@ -74,28 +89,35 @@ class TrainResult:
     beats_baselines: bool
     split: dict[str, Any]
     calibration: str
-    study_name: str
+    study_name: str | None
     params: dict[str, Any] = field(default_factory=dict)
+    recipe: dict[str, Any] = field(default_factory=dict)
+    truth_metrics: dict[str, dict[str, float]] | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (NaN metrics become None so the JSON is standard)."""
-        metrics = {
-            who: {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in m.items()}
-            for who, m in self.metrics.items()
-        }
+
+        def clean(metrics: dict[str, dict[str, float]] | None) -> dict | None:
+            if metrics is None:
+                return None
+            nan = lambda v: isinstance(v, float) and np.isnan(v)  # noqa: E731
+            return {w: {k: None if nan(v) else v for k, v in m.items()} for w, m in metrics.items()}
+
         return {
             "run_id": self.run_id,
             "model_name": self.model_name,
             "version": self.version,
             "model_uri": self.model_uri,
             "alias": CHALLENGER_ALIAS,
-            "holdout_metrics": metrics,
+            "holdout_metrics": clean(self.metrics),
+            "truth_metrics": clean(self.truth_metrics),
             "beats_baselines": self.beats_baselines,
             "split": self.split,
             "calibration": self.calibration,
             "study_name": self.study_name,
             "params": self.params,
+            "recipe": self.recipe,
             "notes": self.notes,
         }
 
@@ -111,131 +133,175 @@ def load_data(request: TrainRequest) -> TrainingData:
     return load_own_data(request.features, request.labels, request.links, request.price_column)
 
 
-@dataclass
-class _Fitted:
-    scorer: CounterfeitScorer
-    tuned: tune.TuneResult
+@dataclass(frozen=True)
+class _Plan:
+    """Everything decided before the run starts (so bad input fails before it)."""
+
+    data: TrainingData
+    parts: Split
+    development_folds: Folds
+    all_folds: Folds
 
 
-def _fit(
-    data: TrainingData,
-    parts: Split,
+def _plan(request: TrainRequest, settings: Settings) -> _Plan:
+    data = load_data(request)
+    parts = split(data, request.seed, settings)
+    development = parts.development
+    return _Plan(
+        data,
+        parts,
+        make_folds(development[LABEL].to_numpy(), label_times(development), request.seed),
+        make_folds(data.frame[LABEL].to_numpy(), label_times(data.frame), request.seed),
+    )
+
+
+def _tune(
+    plan: _Plan,
     request: TrainRequest,
     settings: Settings,
     client: MlflowClient,
     run_id: str,
-) -> _Fitted:
-    """Tune, refit the best configuration and calibrate it on the validation period."""
-    levels = category_levels(parts.train, data.spec)
-    experiment_id = client.get_run(run_id).info.experiment_id
+) -> tune.TuneResult | None:
+    """Tune on the development rows by cross-validation, or None when no trials are asked."""
+    if request.trials <= 0 and not (request.resume or request.study_name):
+        return None
+    experiment = request.experiment or settings.experiment
+    name = request.study_name or tune.study_name(
+        experiment, plan.data.digest, None if request.resume else run_id
+    )
     config = tune.TuneConfig(
         seed=request.seed,
         trials=request.trials,
         timeout=request.timeout,
         storage=request.storage or settings.study_storage,
-        study_name=request.study_name
-        or tune.study_name(request.experiment or settings.experiment, data.digest),
+        study_name=name,
         num_threads=settings.num_threads,
         n_jobs=request.n_jobs,
     )
-    tuned = tune.tune(parts, data.spec, levels, config, client, experiment_id, run_id)
-    fixed = fixed_params(request.seed, settings.num_threads)
-    train_set, validation_set = binned_datasets(
-        parts.train, parts.validation, data.spec, levels, fixed
+    development = plan.parts.development
+    levels = category_levels(development, plan.data.spec)
+    experiment_id = client.get_run(run_id).info.experiment_id
+    return tune.tune(
+        development,
+        plan.development_folds,
+        plan.data.spec,
+        levels,
+        config,
+        client,
+        experiment_id,
+        run_id,
     )
-    booster, _ = fit_booster({**fixed, **tuned.params}, train_set, validation_set)
-    raw_validation = booster.predict(
-        encode_features(parts.validation, data.spec, levels), raw_score=True
-    )
-    calibrator = calibration.fit_calibrator(
-        raw_validation, parts.validation[LABEL].to_numpy(), settings.sigmoid_below_positives
-    )
-    scorer = CounterfeitScorer.from_parts(booster, calibrator, data.spec, levels)
-    mlflow.log_params({f"lgb.{k}": v for k, v in tuned.params.items()})
-    # Same data, seed and thread count give identical predictions; the count is part of it.
-    mlflow.log_param("lgb.num_threads", settings.num_threads)
-    mlflow.set_tag("optuna.study_name", tuned.study_name)
-    return _Fitted(scorer, tuned)
 
 
-def _baseline_scores(
-    data: TrainingData, parts: Split, seed: int, notes: list[str]
-) -> dict[str, np.ndarray]:
-    """Test-set scores of the price rule (if a price column exists) and the logistic model."""
-    scores = {}
-    if data.price_column is not None:
-        scores[baselines.PRICE_RULE] = baselines.price_rule_scores(parts.test, data.price_column)
-    else:
+def _params(tuned: tune.TuneResult | None, seed: int, settings: Settings) -> dict[str, Any]:
+    """The LightGBM parameters of both fits: tuned ones, or the defaults."""
+    chosen = tuned.params if tuned is not None else default_params()
+    return {**fixed_params(seed, settings.num_threads), **chosen}
+
+
+def _baselines(data: TrainingData, parts: Split, seed: int, notes: list[str]) -> Baselines:
+    """Both baselines, fit on the development rows like the model the holdout measures."""
+    if data.price_column is None:
         notes.append(
-            "price-rule baseline skipped: no price_to_reference_median column; name a price column "
-            "to run it"
+            "price-rule baseline skipped: no price_to_reference_median column; name a price "
+            "column to run it"
         )
-    # Same training rows as the booster (which keeps the validation period for early
-    # stopping, tuning and calibration), same test set: the comparison is like for like.
-    logistic = baselines.fit_logistic(parts.train, data.spec, seed)
-    scores[baselines.LOGISTIC] = baselines.logistic_scores(logistic, parts.test, data.spec)
-    return scores
+    return fit_baselines(parts.development, data.spec, data.price_column, seed)
+
+
+@dataclass(frozen=True)
+class _Holdout:
+    """The development model's scores on the holdout, and the metrics of every scorer."""
+
+    raw: np.ndarray
+    probability: np.ndarray
+    metrics: dict[str, dict[str, float]]
+    slices: pd.DataFrame | None
 
 
 def _evaluate(
-    fitted: _Fitted, parts: Split, baseline_scores: dict[str, np.ndarray], budget: int
-) -> tuple[dict[str, dict[str, float]], np.ndarray, np.ndarray, pd.DataFrame | None]:
+    development: FittedModel, parts: Split, baseline_scores: dict[str, np.ndarray], budget: int
+) -> _Holdout:
     y = parts.test[LABEL].to_numpy()
-    raw = fitted.scorer.raw_scores(parts.test)
-    probability = apply_calibrator(fitted.scorer.calibrator_, raw)
-    metrics = {"model": evaluate_probabilities(y, raw, probability, budget)}
+    scored = development.scorer.score_frame(parts.test)
+    raw, probability = scored["raw_score"].to_numpy(), scored["score"].to_numpy()
+    metrics = {"model": evaluate_probabilities(y, probability, probability, budget)}
     for name, scores in baseline_scores.items():
         metrics[name] = ranking_metrics(y, scores, budget)
     slices = None
     if SLICE_COLUMN in parts.test.columns:
-        slices = compute_slices(parts.test[SLICE_COLUMN], y, raw, probability)
-    return metrics, raw, probability, slices
+        slices = compute_slices(parts.test[SLICE_COLUMN], y, probability, probability)
+    return _Holdout(raw, probability, metrics, slices)
 
 
 def _log_reports(
-    fitted: _Fitted,
+    final: FittedModel,
     data: TrainingData,
     parts: Split,
-    metrics: dict[str, dict[str, float]],
+    holdout: _Holdout,
     scores: dict[str, np.ndarray],
-    probability: np.ndarray,
-    slices: pd.DataFrame | None,
+    seed: int,
 ) -> pd.DataFrame:
-    """Log metrics, curves, importance, SHAP summary and the holdout; return importance."""
-    for who, values in metrics.items():
+    """Log metrics, curves, importance, SHAP summary, the holdout and the training keys."""
+    for who, values in holdout.metrics.items():
         tracking.log_metrics({f"{who}.{k}": v for k, v in values.items()})
-    if slices is not None:
-        tracking.log_metrics(slice_metric_dict(slices, SLICE_COLUMN))
-        mlflow.log_table(slices, "metrics/category_slices.json")
+    if holdout.slices is not None:
+        tracking.log_metrics(slice_metric_dict(holdout.slices, SLICE_COLUMN))
+        mlflow.log_table(holdout.slices, "metrics/category_slices.json")
     y = parts.test[LABEL].to_numpy()
-    booster = fitted.scorer.booster_
+    booster = final.scorer.booster_
     importance = plots.importance_frame(booster)
     logistic_p = {baselines.LOGISTIC: scores[baselines.LOGISTIC]}
     figures = {
-        "plots/pr_curve.png": plots.pr_curves(y, scores),
+        "plots/pr_curve.png": plots.pr_curves(y, {"model": holdout.probability, **scores}),
         "plots/calibration_curve.png": plots.calibration_curves(
-            y, {"model": probability, **logistic_p}
+            y, {"model": holdout.probability, **logistic_p}
         ),
         "plots/feature_importance.png": plots.importance_chart(importance),
         "plots/shap_summary.png": plots.shap_beeswarm(
-            booster, data.frame, data.spec, fitted.scorer.levels_, fitted.tuned.seed
+            booster, data.frame, data.spec, final.scorer.levels_, seed
         ),
     }
     for path, figure in figures.items():
         mlflow.log_figure(figure, path)
         plots.close(figure)
     mlflow.log_table(importance, "metrics/feature_importance.json")
-    holdout = parts.test.copy()
+    frame = parts.test.copy()
+    frame[registry.MODEL_RAW], frame[registry.MODEL_SCORE] = holdout.raw, holdout.probability
     for name, values in scores.items():
-        if name != "model":
-            holdout[f"baseline_{name}"] = values
-    tracking.log_frame(holdout, tracking.HOLDOUT_ARTIFACT)
+        frame[f"{registry.BASELINE_PREFIX}{name}"] = values
+    tracking.log_frame(frame, tracking.HOLDOUT_ARTIFACT)
+    keys = [c for c in (KEY, AS_OF) if c in data.frame.columns]
+    tracking.log_frame(data.frame[keys], tracking.TRAINING_KEYS_ARTIFACT)
     return importance
 
 
 def _beats(metrics: dict[str, dict[str, float]]) -> bool:
     mine = metrics["model"]["pr_auc"]
     return all(mine > m["pr_auc"] for who, m in metrics.items() if who != "model")
+
+
+def _recipe(
+    plan: _Plan, tuned: tune.TuneResult | None, development: FittedModel, final: FittedModel
+) -> dict[str, Any]:
+    """How the models were made, for the run's parameters, the card and the JSON summary."""
+    return {
+        "tuning": (
+            f"{tuned.trials_run} Optuna trials this run ({tuned.trials_complete_total} complete "
+            f"in the study), each scored by {plan.development_folds.method} cross-validation "
+            f"over the {development.rows} development labels"
+            if tuned is not None
+            else "none: default parameters (pass --trials to tune by cross-validation)"
+        ),
+        "folds": plan.all_folds.describe(),
+        "development_rounds": development.crossfit.rounds,
+        "development_cv_pr_auc": development.crossfit.score,
+        "rounds": final.crossfit.rounds,
+        "cv_pr_auc": final.crossfit.score,
+        "fit_rows": final.rows,
+        "fit_positives": final.positives,
+        "calibration_rows": len(final.crossfit.oof_rows),
+    }
 
 
 def _log_setup(data: TrainingData, parts: Split, request: TrainRequest) -> None:
@@ -268,7 +334,8 @@ def train(request: TrainRequest, settings: Settings | None = None) -> TrainResul
         settings: Defaults (read from the environment when None).
 
     Returns:
-        Run id, registered version and URI, and test metrics of the model and baselines.
+        Run id, registered version and URI, holdout (and truth) metrics of the model and
+        the baselines, and how the model was made.
 
     Raises:
         TrackingError: The tracking store is unreachable (checked first).
@@ -276,43 +343,115 @@ def train(request: TrainRequest, settings: Settings | None = None) -> TrainResul
     """
     settings = settings or load_settings()
     client = connect(settings.tracking_uri)
-    data = load_data(request)
-    parts = split(data, request.seed, settings)
+    plan = _plan(request, settings)
+    truth_labels = None
+    if request.truth is not None:
+        if request.histories is None:
+            raise TrainingDataError(
+                "the truth evaluates a synthetic marketplace: give it with histories"
+            )
+        truth_labels = truth.read_truth(request.truth)
+    data, parts = plan.data, plan.parts
     model_name = request.model_name or settings.model_name
-    notes: list[str] = []
+    notes: list[str] = list(data.notes)
     tags = {**tracking.git_commit(), "spotcheck.kind": "training", "data.digest": data.digest}
     experiment = request.experiment or settings.experiment
     with tracking.training_run(experiment, f"train-seed{request.seed}", tags) as run_id:
         _log_setup(data, parts, request)
-        fitted = _fit(data, parts, request, settings, client, run_id)
-        scores = _baseline_scores(data, parts, request.seed, notes)
-        metrics, raw, probability, slices = _evaluate(fitted, parts, scores, request.budget)
-        importance = _log_reports(
-            fitted, data, parts, metrics, {"model": raw, **scores}, probability, slices
-        )
-        version = _log_and_register(client, fitted, data, metrics, model_name, run_id)
+        tuned = _tune(plan, request, settings, client, run_id)
+        params = _params(tuned, request.seed, settings)
+        below = settings.sigmoid_below_positives
+        development = fit_model(parts.development, data.spec, params, plan.development_folds, below)
+        final = fit_model(data.frame, data.spec, params, plan.all_folds, below)
+        recipe = _recipe(plan, tuned, development, final)
+        _log_recipe(params, recipe, tuned, settings)
+        fitted_baselines = _baselines(data, parts, request.seed, notes)
+        scores = fitted_baselines.scores(parts.test)
+        holdout = _evaluate(development, parts, scores, request.budget)
+        truth_metrics = None
+        if truth_labels is not None:
+            truth_metrics = truth.evaluate(
+                request.histories, parts, development, fitted_baselines, truth_labels
+            )
+            truth.log(truth_metrics)
+        importance = _log_reports(final, data, parts, holdout, scores, request.seed)
+        version = _log_and_register(client, final, data, holdout.metrics, model_name, run_id)
         mlflow.log_text(
-            _card(fitted, data, parts, metrics, importance, model_name, version, notes),
+            model_card.render(
+                model_name=model_name,
+                version=version,
+                run_id=run_id,
+                data=_card_data(data),
+                split=parts.describe(),
+                recipe=recipe,
+                calibration=final.scorer.calibrator_["method"],
+                metrics=holdout.metrics,
+                truth_metrics=truth_metrics,
+                importance=importance,
+                params=params,
+                notes=notes,
+            ),
             "model_card.md",
         )
+        if notes:
+            mlflow.set_tag("notes", " | ".join(notes))
     return TrainResult(
         run_id=run_id,
         model_name=model_name,
         version=version,
         model_uri=f"models:/{model_name}/{version}",
-        metrics=metrics,
-        beats_baselines=_beats(metrics),
+        metrics=holdout.metrics,
+        beats_baselines=_beats(holdout.metrics),
         split=parts.describe(),
-        calibration=fitted.scorer.calibrator_["method"],
-        study_name=fitted.tuned.study_name,
-        params=fitted.tuned.params,
+        calibration=final.scorer.calibrator_["method"],
+        study_name=tuned.study_name if tuned is not None else None,
+        params={k: v for k, v in params.items() if k not in fixed_params(0, 1)},
+        recipe=recipe,
+        truth_metrics=truth_metrics,
         notes=notes,
     )
 
 
+def _log_recipe(
+    params: dict[str, Any],
+    recipe: dict[str, Any],
+    tuned: tune.TuneResult | None,
+    settings: Settings,
+) -> None:
+    mlflow.log_params({f"lgb.{k}": v for k, v in params.items() if k != "num_threads"})
+    # Same data, seed and thread count give identical predictions; the count is part of it.
+    mlflow.log_param("lgb.num_threads", settings.num_threads)
+    mlflow.log_params(
+        {
+            "rounds": recipe["rounds"],
+            "development_rounds": recipe["development_rounds"],
+            "cv_method": recipe["folds"]["cv_method"],
+            "cv_folds": recipe["folds"]["cv_folds"],
+        }
+    )
+    mlflow.log_metrics(
+        {"cv_pr_auc": recipe["cv_pr_auc"], "development_cv_pr_auc": recipe["development_cv_pr_auc"]}
+    )
+    mlflow.set_tag("tuning", recipe["tuning"])
+    if tuned is not None:
+        mlflow.set_tag("optuna.study_name", tuned.study_name)
+
+
+def _card_data(data: TrainingData) -> dict[str, object]:
+    positives = int(data.frame[LABEL].sum())
+    return {
+        "source": data.source,
+        "digest": data.digest,
+        "rows": len(data.frame),
+        "positives": positives,
+        "positive share": f"{positives / max(len(data.frame), 1):.1%}",
+        "features": len(data.spec),
+    }
+
+
 def _log_and_register(
     client: MlflowClient,
-    fitted: _Fitted,
+    final: FittedModel,
     data: TrainingData,
     metrics: dict[str, dict[str, float]],
     model_name: str,
@@ -320,10 +459,10 @@ def _log_and_register(
 ) -> str:
     """Log the scoring model and register it as a new ``@challenger`` version."""
     beats = str(_beats(metrics)).lower()
-    method = fitted.scorer.calibrator_["method"]
+    method = final.scorer.calibrator_["method"]
     mlflow.set_tags({"beats_baselines": beats, "calibration.method": method})
     info = tracking.log_scoring_model(
-        fitted.scorer, data.frame.head(5), {"calibration": method, "data_digest": data.digest}
+        final.scorer, data.frame.head(5), {"calibration": method, "data_digest": data.digest}
     )
     version = registry.register(
         client,
@@ -339,36 +478,3 @@ def _log_and_register(
         },
     )
     return str(version.version)
-
-
-def _card(
-    fitted: _Fitted,
-    data: TrainingData,
-    parts: Split,
-    metrics: dict[str, dict[str, float]],
-    importance: pd.DataFrame,
-    model_name: str,
-    version: str,
-    notes: list[str],
-) -> str:
-    """The model card's Markdown."""
-    if notes:
-        mlflow.set_tag("notes", " | ".join(notes))
-    return model_card.render(
-        model_name=model_name,
-        version=version,
-        run_id=mlflow.active_run().info.run_id,
-        data={
-            "source": data.source,
-            "digest": data.digest,
-            "rows": len(data.frame),
-            "positives": int(data.frame[LABEL].sum()),
-            "features": len(data.spec),
-        },
-        split=parts.describe(),
-        calibration=fitted.scorer.calibrator_["method"],
-        metrics=metrics,
-        importance=importance,
-        params=fitted.tuned.params,
-        notes=notes,
-    )

@@ -1,8 +1,10 @@
-"""Optuna tuning of the LightGBM booster on the validation period.
+"""Optuna tuning of the LightGBM booster by cross-validation over the development labels.
 
-The study is persistent (SQLite by default, any RDB URL so several workers can share it) and
-named from the experiment and the data digest, so re-running on the same data resumes it.
-TPE proposes parameters; a percentile pruner (``ProgressPruner``) stops trials whose
+Each trial is scored by the mean validation PR-AUC of its folds (``training.crossfit``:
+expanding windows in time, or stratified), so every development label counts, not one small
+validation slice. The study is persistent (SQLite by default, any RDB URL so several
+workers can share it); a run starts its own study unless it is asked to resume one. TPE
+proposes parameters; a percentile pruner (``ProgressPruner``) stops trials whose mean
 validation PR-AUC lags the other trials' during boosting. Every trial is logged as a nested
 MLflow run under the training run.
 
@@ -25,6 +27,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import optuna
+import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from optuna.study import StudyDirection
@@ -32,9 +35,10 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from features.byo import LABEL
 from features.spec import FeatureSpec
-from training.dataset import LABEL, Split
-from training.model import METRIC, binned_datasets, default_params, fit_booster, fixed_params
+from training.crossfit import Folds, cross_validate, cv_dataset
+from training.model import METRIC, default_params, fixed_params
 
 # One pruning step = this much boosting progress (rounds x learning rate): a report every 10
 # rounds at the default learning rate 0.05, every 17 at 0.03, every 3 at 0.2.
@@ -85,9 +89,17 @@ class TuneResult:
     seed: int
 
 
-def study_name(experiment: str, data_digest: str) -> str:
-    """Study name from the experiment and the data, so the same data resumes one study."""
-    return f"{experiment}-{data_digest[:16]}"
+def study_name(experiment: str, data_digest: str, run_id: str | None = None) -> str:
+    """Study name from the experiment and the data, and the run unless resuming.
+
+    Args:
+        experiment: MLflow experiment.
+        data_digest: The training data's digest.
+        run_id: The training run: each run gets a study of its own, so the same command
+            gives the same model; None gives the data's shared study (``--resume``).
+    """
+    name = f"{experiment}-{data_digest[:16]}"
+    return f"{name}-{run_id[:12]}" if run_id else name
 
 
 def search_space(trial: optuna.Trial, negatives_per_positive: float) -> dict[str, Any]:
@@ -197,8 +209,9 @@ class PruningReporter:
         if step == self._step:
             return
         self._step = step
-        for data_name, metric, value, _ in env.evaluation_result_list:
-            if data_name == "validation" and metric == METRIC:
+        for data_name, metric, value, *_ in env.evaluation_result_list:
+            # lgb.cv reports the folds' mean validation value under the name "valid".
+            if data_name == "valid" and metric == METRIC:
                 self.trial.report(value, step=step)
                 if self.trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at round {self.rounds}: {value:.4f}")
@@ -217,7 +230,7 @@ class _TrialLogger:
             tags={"mlflow.parentRunId": self.parent, "optuna.state": state},
         )
         now = int(time.time() * 1000)
-        metrics = [Metric("validation_pr_auc", value, now, 0)] if value is not None else []
+        metrics = [Metric("cv_pr_auc", value, now, 0)] if value is not None else []
         self.client.log_batch(
             run.info.run_id,
             metrics=metrics,
@@ -229,44 +242,47 @@ class _TrialLogger:
 
 
 class _Datasets:
-    """The tuning Datasets, binned on first use and reused by every later trial.
+    """The tuning Dataset, binned on first use and reused by every later trial.
 
-    Binning costs seconds a trial at 100k+ rows and never changes between trials
-    (``training.model.binned_datasets``). Each thread gets its own pair: LightGBM updates a
-    Dataset's parameters while training on it, so parallel trials must not share one.
+    Binning costs seconds a trial at 100k+ rows and never changes between trials (only
+    ``fixed_params`` are dataset parameters); ``lgb.cv`` subsets it per fold. Each thread gets
+    its own: LightGBM updates a Dataset's parameters while training on it, so parallel
+    trials must not share one.
     """
 
     def __init__(
-        self, split: Split, spec: FeatureSpec, levels: dict[str, list[str]], params: dict
+        self, frame: pd.DataFrame, spec: FeatureSpec, levels: dict[str, list[str]], params: dict
     ) -> None:
-        self._args = (split.train, split.validation, spec, levels, params)
+        self._args = (frame, spec, levels, params)
         self._local = threading.local()
 
-    def get(self) -> tuple[lgb.Dataset, lgb.Dataset]:
-        """This thread's (train, validation) Datasets."""
-        if not hasattr(self._local, "sets"):
-            self._local.sets = binned_datasets(*self._args)
-        return self._local.sets
+    def get(self) -> lgb.Dataset:
+        """This thread's Dataset."""
+        if not hasattr(self._local, "dataset"):
+            self._local.dataset = cv_dataset(*self._args)
+        return self._local.dataset
 
 
 def _objective(
-    split: Split,
+    frame: pd.DataFrame,
+    folds: Folds,
     spec: FeatureSpec,
     levels: dict[str, list[str]],
     config: TuneConfig,
     logger: _TrialLogger,
 ) -> Callable[[optuna.Trial], float]:
-    positives = int(split.train[LABEL].sum())
-    ratio = (len(split.train) - positives) / max(positives, 1)
+    positives = int(frame[LABEL].sum())
+    ratio = (len(frame) - positives) / max(positives, 1)
     fixed = fixed_params(config.seed, config.num_threads)
-    datasets = _Datasets(split, spec, levels, fixed)
+    datasets = _Datasets(frame, spec, levels, fixed)
 
     def objective(trial: optuna.Trial) -> float:
         params = search_space(trial, ratio)
-        train, validation = datasets.get()
         reporter = PruningReporter(trial, params["learning_rate"])
         try:
-            booster, value = fit_booster({**fixed, **params}, train, validation, [reporter])
+            rounds, value, _ = cross_validate(
+                {**fixed, **params}, datasets.get(), folds, [reporter]
+            )
         except optuna.TrialPruned:
             trial.set_user_attr("rounds", reporter.rounds)
             logger.log(trial, params, "PRUNED", None)
@@ -275,7 +291,7 @@ def _objective(
             logger.log(trial, params, "FAIL", None)
             raise
         trial.set_user_attr("rounds", reporter.rounds)
-        trial.set_user_attr("best_iteration", booster.current_iteration())
+        trial.set_user_attr("best_iteration", rounds)
         logger.log(trial, params, "COMPLETE", value)
         return value
 
@@ -304,7 +320,8 @@ def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
 
 
 def tune(
-    split: Split,
+    frame: pd.DataFrame,
+    folds: Folds,
     spec: FeatureSpec,
     levels: dict[str, list[str]],
     config: TuneConfig,
@@ -315,7 +332,8 @@ def tune(
     """Run (or resume) the study and return the best parameters found so far.
 
     Args:
-        split: Train and validation rows (the test set is never touched here).
+        frame: The development rows (the holdout is never touched here).
+        folds: Cross-validation folds over ``frame``.
         spec: FeatureSpec.
         levels: Category levels.
         config: Study settings.
@@ -335,14 +353,14 @@ def tune(
         pruner=make_pruner(config.pruning),
         load_if_exists=True,
     )
+    before = len(study.trials)
     if not study.trials:
         # Start from a sensible point so even a tiny budget has a good candidate.
         defaults = {k: v for k, v in default_params().items() if k != "bagging_freq"}
         study.enqueue_trial(defaults)
     logger = _TrialLogger(client, experiment_id, parent_run_id)
-    before = len(study.trials)
     if config.trials > 0:
-        _optimize(study, _objective(split, spec, levels, config, logger), config)
+        _optimize(study, _objective(frame, folds, spec, levels, config, logger), config)
     best = _best(study)
     params = {**default_params(), **(best.params if best else {})}
     return TuneResult(

@@ -51,7 +51,7 @@ def _duplicate_stores(features, labels):
     [
         (_unknown_stores, ["2 labels for stores not in the features", "ghost-1"]),
         (_single_class, ["single class", "is_counterfeit=0"]),
-        (_few_positives, ["found 4 positive", "at least 15"]),
+        (_few_positives, ["found 4 positive", "at least 14", "cross-validation folds"]),
         (_no_store_id, ["no 'store_id' column"]),
         (_duplicate_stores, ["6 rows for 3 duplicated store_id"]),
     ],
@@ -94,7 +94,7 @@ def test_failure_during_training_marks_the_run_failed(own_data, tracking, cli, c
     monkeypatch.setattr(training.tune, "tune", broken)
     result = cli(
         "train", "--features", own_data.features, "--labels", own_data.labels,
-        "--experiment", tracking.model_name,
+        "--experiment", tracking.model_name, "--trials", 2,
     )  # fmt: skip
     assert result.exit_code != 0
     assert isinstance(result.exception, RuntimeError)

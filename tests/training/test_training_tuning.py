@@ -1,4 +1,4 @@
-"""Tuning machinery: Datasets binned once and reused, progress-based pruning, thread count."""
+"""Tuning machinery: a CV Dataset binned once and reused, progress-based pruning, threads."""
 
 from __future__ import annotations
 
@@ -8,20 +8,23 @@ import lightgbm as lgb
 import optuna
 import pytest
 
+from features.byo import LABEL
 from features.scoring.encoding import category_levels
 from features.settings import available_cores
 from training import tune
+from training.crossfit import cross_validate, cv_dataset, label_times, make_folds
 from training.dataset import load_own_data, split
-from training.model import binned_datasets, default_params, fit_booster, fixed_params, lgb_dataset
+from training.model import default_params, fixed_params
 from training.settings import load_settings
 
 
 @pytest.fixture(scope="module")
 def parts(own_data):
-    """Split, spec and levels of the 3,000-store team data (features only, no links)."""
+    """Development rows, their folds, spec and levels of the 3,000-store team data."""
     data = load_own_data(own_data.features, own_data.labels)
-    split_ = split(data, 0, load_settings())
-    return split_, data.spec, category_levels(split_.train, data.spec)
+    development = split(data, 0, load_settings()).development
+    folds = make_folds(development[LABEL].to_numpy(), label_times(development), seed=0)
+    return development, folds, data.spec, category_levels(development, data.spec)
 
 
 def _trees(booster: lgb.Booster) -> str:
@@ -29,8 +32,8 @@ def _trees(booster: lgb.Booster) -> str:
     return booster.model_to_string().split("end of trees")[0]
 
 
-def test_reused_datasets_give_the_same_boosters_as_fresh_ones(parts):
-    split_, spec, levels = parts
+def test_a_reused_cv_dataset_gives_the_same_folds_as_a_fresh_one(parts):
+    development, folds, spec, levels = parts
     fixed = fixed_params(seed=3, num_threads=2)
     first = {**default_params(), "learning_rate": 0.1}
     # Changes every kind of tuned parameter, min_data_in_leaf included.
@@ -42,23 +45,23 @@ def test_reused_datasets_give_the_same_boosters_as_fresh_ones(parts):
         "feature_fraction": 0.5,
         "scale_pos_weight": 4.0,
     }
-    train, validation = binned_datasets(split_.train, split_.validation, spec, levels, fixed)
-    reused = [fit_booster({**fixed, **p}, train, validation) for p in (first, second, first)]
-    for params, (booster, value) in zip((first, second, first), reused, strict=True):
-        fresh_train = lgb_dataset(split_.train, spec, levels)
-        fresh_validation = lgb_dataset(split_.validation, spec, levels, reference=fresh_train)
-        fresh, fresh_value = fit_booster({**fixed, **params}, fresh_train, fresh_validation)
-        assert _trees(booster) == _trees(fresh)
-        assert value == fresh_value
-    assert _trees(reused[0][0]) != _trees(reused[1][0])
+    shared = cv_dataset(development, spec, levels, fixed)
+    reused = [cross_validate({**fixed, **p}, shared, folds) for p in (first, second, first)]
+    for params, (rounds, value, boosters) in zip((first, second, first), reused, strict=True):
+        fresh = cross_validate(
+            {**fixed, **params}, cv_dataset(development, spec, levels, fixed), folds
+        )
+        assert (rounds, value) == fresh[:2]
+        assert [_trees(b) for b in boosters.boosters] == [_trees(b) for b in fresh[2].boosters]
+    assert reused[0][:2] != reused[1][:2]
 
 
 def test_a_dataset_parameter_change_fails_instead_of_silently_rebinning(parts):
-    split_, spec, levels = parts
+    development, folds, spec, levels = parts
     fixed = fixed_params(seed=3, num_threads=1)
-    train, validation = binned_datasets(split_.train, split_.validation, spec, levels, fixed)
+    shared = cv_dataset(development, spec, levels, fixed)
     with pytest.raises(lgb.basic.LightGBMError, match="max_bin"):
-        fit_booster({**fixed, **default_params(), "max_bin": 15}, train, validation)
+        cross_validate({**fixed, **default_params(), "max_bin": 15}, shared, folds)
 
 
 def test_progress_steps_line_up_learning_rates():
@@ -123,15 +126,15 @@ def test_pruned_trials_stay_in_the_reference_so_each_prune_does_not_raise_the_ba
 
 @pytest.mark.parametrize("rate", [0.1, 0.25])
 def test_a_lagging_trial_is_pruned_at_the_first_step_after_warmup(parts, rate):
-    split_, spec, levels = parts
+    development, folds, spec, levels = parts
     fixed = fixed_params(seed=0, num_threads=1)
-    train, validation = binned_datasets(split_.train, split_.validation, spec, levels, fixed)
+    shared = cv_dataset(development, spec, levels, fixed)
     params = {**fixed, **default_params(), "learning_rate": rate}
     study = _lagging_study(pruning=True)
     trial = study.ask()
     reporter = tune.PruningReporter(trial, rate)
     with pytest.raises(optuna.TrialPruned):
-        fit_booster(params, train, validation, [reporter])
+        cross_validate(params, shared, folds, [reporter])
     # The first round whose progress (rounds x rate) reaches the warmup, whatever the rate.
     warmup_rounds = math.ceil(tune.PRUNE_WARMUP_STEPS * tune.PROGRESS_PER_STEP / rate - 1e-9)
     assert reporter.rounds == warmup_rounds
@@ -142,9 +145,9 @@ def test_a_lagging_trial_is_pruned_at_the_first_step_after_warmup(parts, rate):
     study = _lagging_study(pruning=False)
     trial = study.ask()
     reporter = tune.PruningReporter(trial, rate)
-    booster, _ = fit_booster(params, train, validation, [reporter])
+    rounds, _, _ = cross_validate(params, shared, folds, [reporter])
     assert reporter.rounds > warmup_rounds
-    assert reporter.rounds >= booster.current_iteration()
+    assert reporter.rounds >= rounds
     steps = trial.storage.get_trial(trial._trial_id).intermediate_values
     assert max(steps) == tune.progress_step(reporter.rounds, rate)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.isotonic import IsotonicRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
 
 from features.scoring.calibrator import apply_calibrator
 from features.spec import Feature, FeatureSpec
@@ -42,9 +43,8 @@ def _data(n: int = 400, positives_every: int = 5, timed: bool = True) -> Trainin
 def test_time_split_tests_on_the_most_recent_labels():
     parts = split(_data(), seed=0, settings=load_settings())
     assert parts.method == "time"
-    assert parts.train[TIME].max() < parts.validation[TIME].min()
-    assert parts.validation[TIME].max() < parts.test[TIME].min()
-    assert len(parts.train) + len(parts.validation) + len(parts.test) == 400
+    assert parts.development[TIME].max() < parts.test[TIME].min()
+    assert len(parts.development) + len(parts.test) == 400
     assert 0.15 <= len(parts.test) / 400 <= 0.25
 
 
@@ -64,7 +64,7 @@ def test_a_period_without_enough_positives_is_named():
     data = _data()
     late = data.frame[TIME] >= data.frame[TIME].quantile(0.8)
     frame = data.frame.assign(**{LABEL: np.where(late, 0, data.frame[LABEL])})
-    with pytest.raises(TrainingDataError, match="the test set .* holds 0 positive labels"):
+    with pytest.raises(TrainingDataError, match="the holdout .* holds 0 positive labels"):
         split(TrainingData(frame, data.spec, "test", None), seed=0, settings=load_settings())
 
 
@@ -84,19 +84,42 @@ def test_own_link_features_never_see_the_rows_own_label(make_data, tmp_path):
     assert not before[link_columns].equals(after[link_columns])
 
 
-def test_calibration_is_isotonic_with_many_positives_and_sigmoid_with_few():
-    rng = np.random.default_rng(3)
-    raw = rng.normal(size=2000)
-    y = (rng.random(2000) < 1 / (1 + np.exp(-2 * raw))).astype(int)
-    iso = fit_calibrator(raw, y, sigmoid_below_positives=50)
-    assert iso["method"] == "isotonic"
-    reference = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, y)
-    probe = np.linspace(-4, 4, 101)
-    np.testing.assert_allclose(apply_calibrator(iso, probe), reference.predict(probe))
-    few = fit_calibrator(raw[:200], y[:200], sigmoid_below_positives=10_000)
-    assert few["method"] == "sigmoid" and few["a"] > 0
-    p = apply_calibrator(few, probe)
-    assert np.all(np.diff(p) > 0) and p.min() > 0 and p.max() < 1
+def _calibration_data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    raw = np.round(rng.normal(size=n), 3)  # rounded: ties in the raw score stay ties
+    return raw, (rng.random(n) < 1 / (1 + np.exp(-2 * raw + 2))).astype(int)
+
+
+def test_calibrated_score_is_a_strictly_increasing_function_of_the_raw_score():
+    raw, y = _calibration_data(2000, seed=3)
+    test_raw, test_y = _calibration_data(2000, seed=4)
+    # Beyond the fitted range too, where a plain isotonic fit is flat.
+    test_raw = np.r_[test_raw, raw.min() - [1.0, 2.0, 30.0], raw.max() + [1.0, 2.0, 30.0]]
+    test_y = np.r_[test_y, 0, 0, 0, 1, 1, 1]
+    for positives_needed in (50, 10_000):  # isotonic, then sigmoid
+        calibrator = fit_calibrator(raw, y, sigmoid_below_positives=positives_needed)
+        assert calibrator["method"] == ("isotonic" if positives_needed == 50 else "sigmoid")
+        p = apply_calibrator(calibrator, test_raw)
+        order = np.argsort(test_raw, kind="stable")
+        distinct = np.r_[True, np.diff(test_raw[order]) > 0]
+        assert np.all(np.diff(p[order][distinct]) > 0)  # strictly increasing
+        assert len(np.unique(p)) == len(np.unique(test_raw))
+        assert p.min() > 0 and p.max() < 1
+        assert roc_auc_score(test_y, p) == roc_auc_score(test_y, test_raw)
+        assert average_precision_score(test_y, p) == average_precision_score(test_y, test_raw)
+
+
+def test_centred_isotonic_calibrates_about_as_well_as_isotonic_regression():
+    raw, y = _calibration_data(3000, seed=5)
+    test_raw, test_y = _calibration_data(3000, seed=6)
+    ours = apply_calibrator(fit_calibrator(raw, y, sigmoid_below_positives=50), test_raw)
+    isotonic = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, y)
+    step = isotonic.predict(test_raw)
+    assert len(np.unique(step)) < len(np.unique(test_raw)) / 10  # the step function ties
+    assert (
+        expected_calibration_error(test_y, ours) <= expected_calibration_error(test_y, step) + 0.005
+    )
+    assert average_precision_score(test_y, ours) > average_precision_score(test_y, step)
 
 
 def test_budget_metrics_and_calibration_error_by_hand():
@@ -106,7 +129,10 @@ def test_budget_metrics_and_calibration_error_by_hand():
     assert at_budget(y, scores, 3) == (pytest.approx(2 / 3), pytest.approx(2 / 3))
     metrics = ranking_metrics(y, scores, budget=3)
     assert metrics["precision_at_budget"] == pytest.approx(2 / 3)
-    assert metrics["precision_at_1pct"] == 1.0  # 1% of 10 stores rounds up to one store
+    # 1% of 10 stores is one store: a precision of 0 or 1 that means nothing is not reported.
+    assert "precision_at_1pct" not in metrics
+    many = ranking_metrics(np.tile(y, 300), np.arange(3000, 0, -1, dtype=float))
+    assert many["precision_at_1pct"] == pytest.approx(9 / 30)  # 30 stores
     assert expected_calibration_error(np.array([0, 1, 0, 1]), np.full(4, 0.5)) == 0
     assert expected_calibration_error(np.array([1, 1]), np.array([0.2, 0.2])) == pytest.approx(0.8)
 
