@@ -61,16 +61,17 @@ def read_table(path: str | Path, what: str) -> pd.DataFrame:
     return frame
 
 
-def check_keys(frame: pd.DataFrame, what: str, path: str | Path) -> None:
-    """Raise unless ``frame`` has a non-null ``store_id`` column, unique per ``as_of``.
+def check_keys(frame: pd.DataFrame, what: str, path: str | Path, time: str = AS_OF) -> None:
+    """Raise unless ``frame`` has a non-null ``store_id`` column, unique per ``time``.
 
-    A feature table may hold several rows per store, one per ``as_of`` time (features as
-    they were at that time); without ``as_of`` it holds one row per store.
+    A feature table may hold several rows per store, one per ``as_of`` (features as they
+    were then), and labels one per ``labeled_at``; without that column, one row per store.
 
     Args:
         frame: Features or labels as read.
         what: Table name for messages.
         path: File the table came from.
+        time: The column that may repeat a store (``as_of`` or ``labeled_at``).
     """
     if KEY not in frame.columns:
         raise OwnDataError(
@@ -79,18 +80,18 @@ def check_keys(frame: pd.DataFrame, what: str, path: str | Path) -> None:
     nulls = int(frame[KEY].isna().sum())
     if nulls:
         raise OwnDataError(f"{what} file {path}: {nulls} rows have an empty {KEY}")
-    keys = [KEY, AS_OF] if AS_OF in frame.columns else [KEY]
-    if AS_OF in frame.columns:
-        times = pd.to_datetime(frame[AS_OF], errors="coerce", utc=True)
+    keys = [KEY, time] if time in frame.columns else [KEY]
+    if time in frame.columns:
+        times = pd.to_datetime(frame[time], errors="coerce", utc=True)
         bad = frame.loc[times.isna(), KEY]
         if len(bad):
             raise OwnDataError(
-                f"{what} file {path}: {len(bad)} rows have an empty or unparsable {AS_OF}, "
+                f"{what} file {path}: {len(bad)} rows have an empty or unparsable {time}, "
                 f"e.g. stores {examples(bad)}"
             )
     dupes = frame.loc[frame.duplicated(keys, keep=False), KEY]
     if len(dupes):
-        per = "store and as_of" if len(keys) == 2 else "store"
+        per = f"store and {time}" if len(keys) == 2 else "store"
         raise OwnDataError(
             f"{what} file {path} has {len(dupes)} rows for {dupes.nunique()} duplicated "
             f"{KEY} values (one row per {per} expected), e.g. {examples(dupes.unique())}"
@@ -156,7 +157,7 @@ def check_labels(labels: pd.DataFrame, stores: pd.Series | None, path: str | Pat
         OwnDataError: Missing columns, values other than 0/1, duplicate stores,
             unparsable times or labels for stores absent from the features.
     """
-    check_keys(labels, "labels", path)
+    check_keys(labels, "labels", path, LABEL_TIME)
     if LABEL not in labels.columns:
         raise OwnDataError(f"labels file {path} has no '{LABEL}' column")
     values = pd.to_numeric(labels[LABEL], errors="coerce")

@@ -172,7 +172,7 @@ def load_own_data(
             )
         rows = match_feature_times(labels, features, columns, features_path)
     else:
-        rows = labels.merge(features[[KEY, *columns]], on=KEY, how="left", validate="one_to_one")
+        rows = labels.merge(features[[KEY, *columns]], on=KEY, how="left", validate="many_to_one")
         if LABEL_TIME in labels.columns:
             notes.append(UNTIMED_FEATURES_WARNING)
     if LABEL_TIME in rows.columns:

@@ -342,15 +342,13 @@ def train(request: TrainRequest, settings: Settings | None = None) -> TrainResul
         TrainingDataError: Unusable input (checked before the run starts).
     """
     settings = settings or load_settings()
+    if request.truth is not None and request.histories is None:
+        raise TrainingDataError(
+            "the truth evaluates a synthetic marketplace: give it with histories"
+        )
     client = connect(settings.tracking_uri)
     plan = _plan(request, settings)
-    truth_labels = None
-    if request.truth is not None:
-        if request.histories is None:
-            raise TrainingDataError(
-                "the truth evaluates a synthetic marketplace: give it with histories"
-            )
-        truth_labels = truth.read_truth(request.truth)
+    truth_labels = truth.read_truth(request.truth) if request.truth is not None else None
     data, parts = plan.data, plan.parts
     model_name = request.model_name or settings.model_name
     notes: list[str] = list(data.notes)

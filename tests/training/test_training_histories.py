@@ -15,9 +15,22 @@ def test_histories_train_register_and_score_every_store(tracking, cli, tmp_path,
     histories = tmp_path / "market"
     made = cli("synth", "--stores", 4000, "--seed", 5, "--out", histories)
     assert made.exit_code == 0, made.stderr
-    trained = cli("train", "--histories", histories, "--trials", 2, "--seed", 1, "--json")
+    truth_file = histories / "truth.parquet"
+    trained = cli(
+        "train", "--histories", histories, "--trials", 2, "--seed", 1, "--json",
+        "--truth", truth_file,
+    )  # fmt: skip
     assert trained.exit_code == 0, trained.stderr
     summary = json.loads(trained.stdout)
+    # Against the truth: every store not labelled before the test period, all three scorers.
+    truth_metrics = summary["truth_metrics"]
+    assert set(truth_metrics) == {"model", "price_rule", "logistic_regression"}
+    model = truth_metrics["model"]
+    truth = pd.read_parquet(truth_file)
+    assert 0.5 * len(truth) < model["rows"] < len(truth)
+    assert model["pr_auc"] > truth_metrics["price_rule"]["pr_auc"]
+    assert 0 <= model["precision_at_100"] <= 1 and "ece" in model
+    assert model["true_rate"] == pytest.approx(model["positives"] / model["rows"])
     assert summary["model_uri"] == f"models:/{tracking.model_name}/1"
     assert summary["split"]["split_method"] == "time"
     assert set(summary["holdout_metrics"]) == {"model", "price_rule", "logistic_regression"}
@@ -54,3 +67,26 @@ def test_histories_train_register_and_score_every_store(tracking, cli, tmp_path,
         by_store.loc[table["store_id"], "score"].to_numpy(), abs=0
     )
     assert plain["reason_1"].tolist() == by_store.loc[table["store_id"], "reason_1"].tolist()
+
+
+@pytest.mark.slow
+def test_the_truth_is_for_evaluation_only(tracking, cli, tmp_path):
+    """Training with and without --truth gives the same model, and the same holdout figures."""
+    histories = tmp_path / "market"
+    assert cli("synth", "--stores", 1500, "--seed", 9, "--out", histories).exit_code == 0
+    summaries = []
+    for extra in ([], ["--truth", histories / "truth.parquet"]):
+        trained = cli("train", "--histories", histories, "--seed", 2, "--json", *extra)
+        assert trained.exit_code == 0, trained.stderr
+        summaries.append(json.loads(trained.stdout))
+    assert summaries[0]["truth_metrics"] is None and summaries[1]["truth_metrics"]
+    assert summaries[0]["holdout_metrics"] == summaries[1]["holdout_metrics"]
+    boosters = [
+        mlflow.pyfunc.load_model(s["model_uri"]).unwrap_python_model().booster_ for s in summaries
+    ]
+    assert boosters[0].model_to_string() == boosters[1].model_to_string()
+    with_own = cli(
+        "train", "--features", histories / "stores.parquet", "--labels",
+        histories / "labels.parquet", "--truth", histories / "truth.parquet",
+    )  # fmt: skip
+    assert with_own.exit_code == 1 and "give it with histories" in with_own.stderr

@@ -8,6 +8,7 @@ import pytest
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from features.byo import OwnDataError
 from features.scoring.calibrator import apply_calibrator
 from features.spec import Feature, FeatureSpec
 from training.baselines import price_rule_scores
@@ -141,3 +142,50 @@ def test_price_rule_ranks_cheapest_first_and_missing_last():
     frame = pd.DataFrame({"price": [1.0, 0.3, np.nan, 0.6]})
     order = np.argsort(-price_rule_scores(frame, "price"))
     assert order.tolist() == [1, 3, 0, 2]
+
+
+def _timed_own_files(tmp_path):
+    """Features as of two times per store, and labels between and after them."""
+    t1, t2 = pd.Timestamp("2024-01-01"), pd.Timestamp("2024-03-01")
+    features = pd.DataFrame(
+        {
+            "store_id": ["a", "a", "b", "b"],
+            "as_of": [t1, t2, t1, t2],
+            "x": [1.0, 2.0, 10.0, 20.0],
+        }
+    )
+    labels = pd.DataFrame(
+        {
+            "store_id": ["a", "a", "b"],
+            "is_counterfeit": [0, 1, 1],
+            "labeled_at": [t1 + pd.Timedelta(days=10), t2, t2 + pd.Timedelta(days=1)],
+        }
+    )
+    paths = tmp_path / "features.parquet", tmp_path / "labels.parquet"
+    features.to_parquet(paths[0])
+    labels.to_parquet(paths[1])
+    return paths, features, labels
+
+
+def test_own_features_with_as_of_match_each_label_to_the_latest_row_before_it(tmp_path):
+    (features_path, labels_path), _, labels = _timed_own_files(tmp_path)
+    data = load_own_data(features_path, labels_path)
+    rows = data.frame.set_index(["store_id", "as_of"])["x"]
+    assert rows[("a", labels["labeled_at"][0])] == 1.0  # between t1 and t2: the t1 row
+    assert rows[("a", labels["labeled_at"][1])] == 2.0  # exactly at t2: the t2 row
+    assert rows[("b", labels["labeled_at"][2])] == 20.0
+    assert data.notes == ()
+    early = labels.assign(labeled_at=pd.Timestamp("2023-12-01") + pd.to_timedelta([0, 1, 2], "D"))
+    early.to_parquet(labels_path)
+    with pytest.raises(OwnDataError, match="3 labels have no feature row at or before"):
+        load_own_data(features_path, labels_path)
+
+
+def test_untimed_own_features_with_timed_labels_warn_loudly(tmp_path):
+    (features_path, labels_path), features, _ = _timed_own_files(tmp_path)
+    features.drop_duplicates("store_id", keep="last").drop(columns="as_of").to_parquet(
+        features_path
+    )
+    data = load_own_data(features_path, labels_path)
+    assert len(data.notes) == 1 and data.notes[0].startswith("WARNING")
+    assert "as_of" in data.notes[0]
