@@ -14,7 +14,7 @@ tracking URI and model name are shared with serving (``features.tracking``).
 | bootstrap resamples of the gates' intervals | ``SPOTCHECK_BOOTSTRAP_SAMPLES`` | 1000 |
 | sigmoid (not isotonic) calibration below this many positives | ``SPOTCHECK_SIGMOID_BELOW`` | 50 |
 | minimum positive labels in the holdout | ``SPOTCHECK_MIN_POSITIVES`` | 5 |
-| LightGBM threads | ``SPOTCHECK_NUM_THREADS`` | the CPU cores this process may use |
+| LightGBM threads | ``SPOTCHECK_NUM_THREADS`` | 1 (see ``DEFAULT_THREADS``) |
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.settings import available_cores, env_float, env_int, env_text
+from features.settings import env_float, env_int, env_text
 from features.tracking import model_name, tracking_uri
 
 DEFAULT_EXPERIMENT = "spotcheck"
@@ -30,6 +30,11 @@ DEFAULT_EXPERIMENT = "spotcheck"
 TEST_FRACTION = 0.2
 # Spot-check budgets as shares of the scored stores.
 BUDGET_FRACTIONS = (0.005, 0.01, 0.02)
+# LightGBM threads unless SPOTCHECK_NUM_THREADS says otherwise. One: on a 2-core machine two
+# threads cross-validate 1.65x faster when the machine is idle but 2.5x SLOWER than one when
+# another process holds a core (OpenMP threads spin waiting for the one that lost its core;
+# experiments/RESULTS.md, bench_threads). Give a dedicated machine's cores explicitly.
+DEFAULT_THREADS = 1
 # Exit code of ``spotcheck promote`` when the gates reject the challenger (1 means error).
 EXIT_REJECTED = 3
 
@@ -69,5 +74,5 @@ def load_settings() -> Settings:
         min_positives_per_split=env_int("SPOTCHECK_MIN_POSITIVES", 5),
         # Predictions are bit-identical for a given thread count; a different count changes
         # floating-point sums in the last bits, so the count is logged with every run.
-        num_threads=env_int("SPOTCHECK_NUM_THREADS", available_cores()),
+        num_threads=env_int("SPOTCHECK_NUM_THREADS", DEFAULT_THREADS),
     )

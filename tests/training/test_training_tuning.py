@@ -10,7 +10,6 @@ import pytest
 
 from features.byo import LABEL
 from features.scoring.encoding import category_levels
-from features.settings import available_cores
 from training import tune
 from training.crossfit import cross_validate, cv_dataset, label_times, make_folds
 from training.dataset import load_own_data, split
@@ -152,8 +151,14 @@ def test_a_lagging_trial_is_pruned_at_the_first_step_after_warmup(parts, rate):
     assert max(steps) == tune.progress_step(reporter.rounds, rate)
 
 
-def test_threads_default_to_the_available_cores(monkeypatch):
+def test_threads_default_to_one_and_bad_values_are_named(monkeypatch):
+    from features.settings import SettingsError
+
     monkeypatch.delenv("SPOTCHECK_NUM_THREADS", raising=False)
-    assert load_settings().num_threads == available_cores() >= 1
-    monkeypatch.setenv("SPOTCHECK_NUM_THREADS", "1")
     assert load_settings().num_threads == 1
+    monkeypatch.setenv("SPOTCHECK_NUM_THREADS", "2")
+    assert load_settings().num_threads == 2
+    for bad in ("two", "0"):
+        monkeypatch.setenv("SPOTCHECK_NUM_THREADS", bad)
+        with pytest.raises(SettingsError, match=f"SPOTCHECK_NUM_THREADS='{bad}'"):
+            load_settings()
