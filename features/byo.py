@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features import FeaturesError
 from features.io import TABLE_SUFFIXES
-from features.links import LINK_PREFIX, add_link_features
+from features.links import LINK_PREFIX, add_link_features, hops
+from features.links.graph import build_labels
+from features.links.inputs import timestamps_ns
 from features.spec import AS_OF, KEY, Feature, FeatureSpec
 
 LABEL = "is_counterfeit"
@@ -201,47 +204,178 @@ def own_link_features(
     links: pd.DataFrame,
     labels: pd.DataFrame | None,
     spec: FeatureSpec,
+    groups: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, FeatureSpec]:
     """Link-graph features for a team's rows, the same way in training and scoring.
 
-    Counts (linked stores, known counterfeit neighbours, ring) are computed per row, as of
-    the row's ``as_of`` when it has one, so only labels known before it count and never the
-    row's own. Neighbour means and maxima of the team's numeric features come from the
-    team's one-row-per-store snapshot, which has no history to be point-in-time about.
+    Counts (linked stores in total and per kind present, known counterfeit neighbours,
+    ring) are computed per row, as of the row's ``as_of`` when it has one, so only labels
+    known before it count and never the row's own. Neighbour statistics of EVERY numeric
+    feature come from the team's feature snapshot: with links that carry no times, over the
+    direct and the 2-hop neighbours (mean, max, min, std), with GCN-normalised means, the
+    spread of the neighbours' degrees and smoothed counterfeit shares among labelled
+    neighbours 1 and 2 hops away (``features.links.hops``); with timed links or a snapshot
+    per time, the mean and max over the links valid at the row's time.
 
     Args:
         rows: ``store_id`` and optional ``as_of``: the rows that get features.
-        snapshot: The team's feature table (``store_id`` + ``spec`` columns).
+        snapshot: The team's feature table (``store_id``, optional ``as_of``, ``spec``
+            columns); with ``as_of``, ``rows`` carry the matched row's time in
+            ``FEATURE_TIME``.
         links: ``store_id``, ``linked_store_id``, optional ``kind`` (and link times).
         labels: Known labels (``store_id``, ``is_counterfeit``, ``labeled_at`` when rows
             have ``as_of``), or None.
         spec: FeatureSpec of the snapshot's feature columns.
+        groups: Training only, for rows without times: a group per labelled store; a row
+            then sees no label of a store in its own group (labels out of fold).
 
     Returns:
         ``rows``' key columns plus the link columns (same row order), and their spec.
     """
     keys = [c for c in (KEY, AS_OF) if c in rows.columns]
     counted, count_spec = add_link_features(
-        rows[keys].reset_index(drop=True), links, labels, neighbour_columns=[]
+        rows[keys].reset_index(drop=True),
+        links,
+        labels,
+        neighbour_columns=[],
+        kinds=present_kinds(links),
     )
     numeric = [f.name for f in spec if f.dtype != "category"]
+    if AS_OF in snapshot.columns or "linked_at" in links.columns:
+        extra, extra_spec = _timed_neighbour_features(rows, snapshot, links, spec, numeric)
+    else:
+        extra, extra_spec = _static_neighbour_features(rows, snapshot, links, labels, numeric,
+                                                      groups)  # fmt: skip
+    out = pd.concat([counted, extra.reset_index(drop=True)], axis=1)
+    return out, count_spec + extra_spec
+
+
+def present_kinds(links: pd.DataFrame, most: int = 10) -> tuple[str, ...]:
+    """The link kinds present in ``links`` (each gets its own columns), at most ``most``."""
+    if "kind" not in links.columns:
+        return ()
+    kinds = sorted(str(k) for k in links["kind"].dropna().unique())
+    return tuple(kinds) if len(kinds) <= most else ()
+
+
+def _timed_neighbour_features(
+    rows: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    links: pd.DataFrame,
+    spec: FeatureSpec,
+    numeric: list[str],
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """Mean and max of every numeric column over the links valid at each row's time."""
     timed = AS_OF in snapshot.columns
     snapshot_keys = [KEY, AS_OF] if timed else [KEY]
     neighbours, neighbour_spec = add_link_features(
-        _naive_times(snapshot[[*snapshot_keys, *numeric]]), links, None, base_spec=spec
+        _naive_times(snapshot[[*snapshot_keys, *numeric]]),
+        links,
+        None,
+        neighbour_columns=numeric,
+        base_spec=spec,
     )
     aggregates = [n for n in neighbour_spec.names if n.startswith(f"{LINK_PREFIX}nb_")]
+    frame = rows[[KEY]].reset_index(drop=True)
     if timed:
         # Each row takes the aggregates of the feature snapshot it was matched to.
-        counted[FEATURE_TIME] = rows[FEATURE_TIME].to_numpy()
+        frame[FEATURE_TIME] = rows[FEATURE_TIME].to_numpy()
         neighbours = neighbours.rename(columns={AS_OF: FEATURE_TIME})
         on = [KEY, FEATURE_TIME]
     else:
         on = [KEY]
-    out = counted.merge(neighbours[[*on, *aggregates]], on=on, how="left", validate="many_to_one")
-    return out.drop(columns=[FEATURE_TIME], errors="ignore"), count_spec + neighbour_spec.select(
-        aggregates
-    )
+    merged = frame.merge(neighbours[[*on, *aggregates]], on=on, how="left", validate="many_to_one")
+    return merged[aggregates], neighbour_spec.select(aggregates)
+
+
+def _static_neighbour_features(
+    rows: pd.DataFrame,
+    snapshot: pd.DataFrame,
+    links: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    numeric: list[str],
+    groups: pd.Series | None,
+) -> tuple[pd.DataFrame, FeatureSpec]:
+    """1- and 2-hop statistics, GCN means, degree spread and label shares (links untimed)."""
+    graph = hops.static_graph(links, snapshot[KEY])
+    nodes = graph.nodes.get_indexer(rows[KEY])
+    values = np.full((len(graph.nodes), len(numeric)), np.nan)
+    present = graph.nodes.get_indexer(snapshot[KEY])
+    values[present] = snapshot[numeric].to_numpy(dtype="float64", na_value=np.nan)
+    columns: dict[str, np.ndarray] = {}
+    patterns = [("nb", graph.adjacency)]
+    if graph.two_hop is not None:
+        patterns.append(("nb2", graph.two_hop))
+    for tag, pattern in patterns:
+        stats = hops.neighbour_statistics(pattern, values, nodes)
+        for j, column in enumerate(numeric):
+            for stat in hops.STATS:
+                columns[f"{LINK_PREFIX}{tag}_{stat}_{column}"] = stats[stat][:, j]
+    gcn = hops.gcn_means(graph, values, nodes)
+    for j, column in enumerate(numeric):
+        columns[f"{LINK_PREFIX}gcn_{column}"] = gcn[:, j]
+    spread = hops.degree_spread(graph, nodes)
+    columns[f"{LINK_PREFIX}nb_degree_mean"] = spread["mean"]
+    columns[f"{LINK_PREFIX}nb_degree_std"] = spread["std"]
+    columns.update(_label_shares(graph, rows, nodes, labels, groups))
+    spec = FeatureSpec(tuple(hops.hop_specs(LINK_PREFIX, numeric, graph.two_hop is not None)))
+    frame = pd.DataFrame(columns)
+    return frame[spec.names], spec
+
+
+def _label_shares(
+    graph: hops.StaticGraph,
+    rows: pd.DataFrame,
+    nodes: np.ndarray,
+    labels: pd.DataFrame | None,
+    groups: pd.Series | None,
+) -> dict[str, np.ndarray]:
+    """Smoothed counterfeit shares among labelled stores 1 (and 2) links away."""
+    two = graph.two_hop is not None
+    p = LINK_PREFIX
+    if labels is None or not len(labels):
+        empty = {f"{p}label_share_1hop": np.full(len(rows), hops.LABEL_PRIOR),
+                 f"{p}labelled_1hop": np.zeros(len(rows), np.int64)}  # fmt: skip
+        if two:
+            empty.update({f"{p}nb2_count": _row_counts(graph.two_hop, nodes),
+                          f"{p}label_share_2hop": np.full(len(rows), hops.LABEL_PRIOR),
+                          f"{p}labelled_2hop": np.zeros(len(rows), np.int64)})  # fmt: skip
+        return empty
+    codes = graph.nodes.get_indexer(labels[KEY])
+    linked = codes >= 0
+    timed = AS_OF in rows.columns and LABEL_TIME in labels.columns
+    index = build_labels(labels[linked].reset_index(drop=True), codes[linked], timed)
+    times = timestamps_ns(rows[AS_OF], "rows.as_of") if timed else None
+    row_groups = node_groups = None
+    if groups is not None and not timed:
+        group_of = groups.astype("int64")
+        row_groups = rows[KEY].map(group_of).fillna(-1).to_numpy(dtype="int64")
+        node_groups = pd.Series(graph.nodes).map(group_of).fillna(-2).to_numpy(dtype="int64")
+    identity = np.arange(len(graph.nodes))
+    out = {}
+    for tag, pattern in [("1hop", graph.adjacency)] + ([("2hop", graph.two_hop)] if two else []):
+        share, labelled = hops.label_shares(
+            pattern, nodes, times, row_groups, identity, index, node_groups
+        )
+        out[f"{p}label_share_{tag}"] = share
+        out[f"{p}labelled_{tag}"] = labelled.astype(np.int64)
+    if two:
+        out[f"{p}nb2_count"] = _row_counts(graph.two_hop, nodes)
+    return out
+
+
+def _row_counts(pattern, nodes: np.ndarray) -> np.ndarray:
+    return np.diff(pattern[nodes].indptr).astype(np.int64)
+
+
+def out_of_fold_groups(store_ids: pd.Series, folds: int = 5) -> pd.Series:
+    """A stable group (0..folds-1) per store from a hash of its id, for label features.
+
+    The same store always lands in the same group, on any machine and run.
+    """
+    ids = pd.Series(store_ids.astype("str").unique())
+    hashed = pd.util.hash_pandas_object(ids, index=False).to_numpy() % np.uint64(folds)
+    return pd.Series(hashed.astype("int64"), index=ids.to_numpy())
 
 
 def _naive_times(frame: pd.DataFrame) -> pd.DataFrame:

@@ -125,7 +125,10 @@ def test_runner_measures_spotcheck_and_lightgbm_and_records_a_refusal(tmp_path):
         assert 0.0 <= measured["roc_auc"] <= 1.0 and 0.0 <= measured["pr_auc"] <= 1.0
     links = run["links"]
     assert links["numeric_feature_columns"] == 8
-    assert links["neighbour_aggregate_columns"] == 16
+    # Every numeric column: mean/max/min/std over 1 and 2 hops, and a GCN mean.
+    assert links["aggregated_feature_columns"] == 8
+    assert links["neighbour_aggregate_columns"] == 8 * 4 * 2
+    assert links["gcn_columns"] == 8
     assert links["ring_size"]["max"] >= 1
     assert result["summary"]["spotcheck"]["seeds_ok"] == 1
 

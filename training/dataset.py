@@ -25,6 +25,7 @@ from features.byo import (
     feature_columns,
     feature_spec_for,
     match_feature_times,
+    out_of_fold_groups,
     own_link_features,
     read_table,
 )
@@ -179,7 +180,8 @@ def load_own_data(
         rows = rows.rename(columns={LABEL_TIME: TIME})
     if links_path is not None:
         links = check_links(read_table(links_path, "links"), links_path)
-        rows, spec = _with_links(rows, features, spec, links, labels)
+        rows, spec, link_notes = _with_links(rows, features, spec, links, labels)
+        notes += link_notes
     frame = rows[[c for c in (KEY, TIME) if c in rows.columns] + spec.names + [LABEL]]
     source = f"features={features_path}; labels={labels_path}"
     if links_path is not None:
@@ -194,12 +196,28 @@ def _with_links(
     spec: FeatureSpec,
     links: pd.DataFrame,
     labels: pd.DataFrame,
-) -> tuple[pd.DataFrame, FeatureSpec]:
-    """Add link features to labelled rows (``as_of`` = label time when known)."""
-    linked, link_spec = own_link_features(rows, features, links, labels, spec)
-    keys = [c for c in (KEY, TIME) if c in rows.columns]
-    out = rows.merge(linked, on=keys, how="left", validate="one_to_one")
-    return out, spec + link_spec
+) -> tuple[pd.DataFrame, FeatureSpec, list[str]]:
+    """Add link features to labelled rows (``as_of`` = label time when known).
+
+    Without label times, a row sees the labels of stores outside its out-of-fold group only
+    (``features.byo.out_of_fold_groups``). Link columns that are constant or missing over
+    every labelled row carry nothing and are dropped (a note says which).
+    """
+    groups = None if TIME in rows.columns else out_of_fold_groups(labels[KEY])
+    linked, link_spec = own_link_features(
+        rows.reset_index(drop=True), features, links, labels, spec, groups
+    )
+    degenerate = [n for n in link_spec.names if linked[n].nunique(dropna=True) <= 1]
+    notes = []
+    if degenerate:
+        shown = ", ".join(degenerate[:8]) + (" ..." if len(degenerate) > 8 else "")
+        notes.append(
+            f"{len(degenerate)} of {len(link_spec)} link columns are constant or missing over "
+            f"every labelled store and were dropped: {shown}"
+        )
+        link_spec = link_spec.select(n for n in link_spec.names if n not in set(degenerate))
+    out = pd.concat([rows.reset_index(drop=True), linked[link_spec.names]], axis=1)
+    return out, spec + link_spec, notes
 
 
 def load_histories(directory: str | Path) -> TrainingData:

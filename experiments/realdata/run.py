@@ -50,7 +50,7 @@ from sklearn.model_selection import train_test_split
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY, LABEL = "store_id", "is_counterfeit"
-LINK_PREFIX, NEIGHBOUR_PREFIX = "link_", "link_nb_"
+LINK_PREFIX = "link_"
 METHODS = ("spotcheck", "spotcheck_nolinks", "lightgbm", "lightgbm_links")
 MARKER = ".realdata-run"
 # The plain baseline's fixed parameters (written out, not imported from training/, so the
@@ -212,6 +212,7 @@ def gain_shares(model_uri: str, tracking_uri: str) -> dict[str, Any]:
     from features.scoring.model import scorer_of
 
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)  # not whatever the environment's URI points at
     booster = scorer_of(mlflow.pyfunc.load_model(model_uri)).booster_
     gain = pd.Series(booster.feature_importance("gain"), index=booster.feature_name())
     total = float(gain.sum())
@@ -307,13 +308,20 @@ def link_diagnostics(data: Path, labels_path: Path, rest: pd.DataFrame) -> dict[
         return {"all_missing": missing, "constant": constant}
 
     ring = table["link_ring_size"] if "link_ring_size" in table.columns else pd.Series([])
-    aggregates = [c for c in link_columns if c.startswith(NEIGHBOUR_PREFIX)]
+    stats = ("mean", "max", "min", "std")
+    aggregates = [
+        c for c in link_columns
+        if c.startswith((f"{LINK_PREFIX}nb_", f"{LINK_PREFIX}nb2_"))
+        and c.split("_")[2] in stats
+    ]  # fmt: skip
     return {
         "link_columns": link_columns,
         "all_nodes": describe(table),
         "training_rows": describe(training_rows),
         "neighbour_aggregate_columns": len(aggregates),
         "aggregated_feature_columns": len({c.split("_", 3)[3] for c in aggregates}),
+        "two_hop_columns": sum(c.startswith(f"{LINK_PREFIX}nb2_") for c in link_columns),
+        "gcn_columns": sum(c.startswith(f"{LINK_PREFIX}gcn_") for c in link_columns),
         "numeric_feature_columns": len(numeric),
         "ring_size": {
             "min": int(ring.min()),

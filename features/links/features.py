@@ -362,16 +362,17 @@ def _label_features(
     p, n_rows = options.prefix, near.n_rows
     pair_times = None if times is None else times[near.pair_rows]
     label = latest_labels(labels, near.pair_nodes, pair_times)
-    linked = np.bincount(near.pair_rows, minlength=n_rows)
     counterfeit = np.bincount(near.pair_rows, weights=label == 1, minlength=n_rows)
     genuine = np.bincount(near.pair_rows, weights=label == 0, minlength=n_rows)
+    labelled = counterfeit + genuine
+    # Among the labelled neighbours: unlabelled ones say nothing either way.
     with np.errstate(invalid="ignore", divide="ignore"):
-        share = np.where(linked > 0, counterfeit / np.maximum(linked, 1), np.nan)
+        share = np.where(labelled > 0, counterfeit / np.maximum(labelled, 1), np.nan)
     out = {
         f"{p}known_counterfeit": counterfeit.astype(np.int64),
         f"{p}known_counterfeit_share": share,
         f"{p}known_genuine": genuine.astype(np.int64),
-        f"{p}labeled_linked_stores": (counterfeit + genuine).astype(np.int64),
+        f"{p}labeled_linked_stores": labelled.astype(np.int64),
     }
     edge_counterfeit = label[near.pair_of_edge] == 1
     edge_kind = graph.kind[near.edges]

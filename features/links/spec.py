@@ -103,10 +103,11 @@ def _label_specs(options: LinkOptions) -> list[Feature]:
             f"{p}known_counterfeit_share",
             GROUP,
             "float",
-            "share of linked stores already caught selling counterfeits",
+            "share of counterfeit stores among the linked stores labelled before the as-of "
+            "time (missing when none is labelled)",
             "higher",
-            "{value:.0%} of the stores it shares a device, Wi-Fi or IP with were caught "
-            "selling counterfeits",
+            "{value:.0%} of the checked stores it shares a device, Wi-Fi or IP with sold "
+            "counterfeits",
         ),
         Feature(
             f"{p}known_genuine",
