@@ -250,6 +250,21 @@ def own_link_features(
     return out, count_spec + extra_spec
 
 
+def is_neighbour_aggregate(name: str) -> bool:
+    """Whether a link column aggregates the team's own features over neighbours.
+
+    These are the many columns (every numeric feature x statistics x hops); the link counts,
+    rings and label shares are few.
+    """
+    prefixes = tuple(f"{LINK_PREFIX}{tag}_" for tag in ("nb", "nb2", "gcn"))
+    counts = {
+        f"{LINK_PREFIX}nb_degree_mean",
+        f"{LINK_PREFIX}nb_degree_std",
+        f"{LINK_PREFIX}nb2_count",
+    }
+    return name.startswith(prefixes) and name not in counts
+
+
 def present_kinds(links: pd.DataFrame, most: int = 10) -> tuple[str, ...]:
     """The link kinds present in ``links`` (each gets its own columns), at most ``most``."""
     if "kind" not in links.columns:

@@ -79,6 +79,7 @@ def _print_summary(result: TrainResult) -> None:
         )
     recipe = result.recipe
     Console(stderr=True).print(
+        f"features: {recipe['features']}\n"
         f"tuning: {recipe['tuning']}\n"
         f"registered model: refit on all {recipe['fit_rows']:,} labels "
         f"({recipe['fit_positives']} positive), {recipe['rounds']} rounds chosen by "

@@ -24,17 +24,21 @@ from features.byo import (
     check_links,
     feature_columns,
     feature_spec_for,
+    is_neighbour_aggregate,
     match_feature_times,
     out_of_fold_groups,
     own_link_features,
     read_table,
 )
+from features.links import LINK_PREFIX
 from features.spec import AS_OF, KEY, FeatureSpec
 from training import TrainingError
 from training.crossfit import MIN_FOLD_POSITIVES, MIN_FOLDS
 from training.settings import TEST_FRACTION, Settings
 
 TIME = AS_OF
+# The holdout grows past TEST_FRACTION only as far as it must to hold enough positives.
+MAX_TEST_FRACTION = 0.35
 PRICE_FEATURE = "price_to_reference_median"
 UNTIMED_FEATURES_WARNING = (
     "WARNING: the labels carry labeled_at but the features have no as_of column, so every "
@@ -59,6 +63,9 @@ class TrainingData:
         spec: FeatureSpec of the feature columns.
         source: Where the data came from (paths), for MLflow.
         price_column: Feature the price-rule baseline ranks by (lower = riskier), or None.
+        notes: Warnings and remarks about the data, shown and logged with the run.
+        feature_sets: Named candidate feature sets (smallest first) that training chooses
+            between by cross-validation; empty: the spec's features, no choice.
     """
 
     frame: pd.DataFrame
@@ -66,6 +73,7 @@ class TrainingData:
     source: str
     price_column: str | None
     notes: tuple[str, ...] = ()
+    feature_sets: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @property
     def timed(self) -> bool:
@@ -187,7 +195,27 @@ def load_own_data(
     if links_path is not None:
         source += f"; links={links_path}"
     price = _pick_price_column(spec, price_column)
-    return TrainingData(_sorted(frame), spec, source, price, tuple(notes))
+    return TrainingData(_sorted(frame), spec, source, price, tuple(notes), _feature_sets(spec))
+
+
+def _feature_sets(spec: FeatureSpec) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Candidate feature sets of a team's data with links, smallest first.
+
+    Links help where they carry the signal and add noise where they do not (hundreds of
+    neighbour aggregates on a few hundred labels): training picks by cross-validation.
+    """
+    names = spec.names
+    links = [n for n in names if n.startswith(LINK_PREFIX)]
+    if not links:
+        return ()
+    own = tuple(n for n in names if not n.startswith(LINK_PREFIX))
+    without_aggregates = tuple(n for n in names if not is_neighbour_aggregate(n))
+    sets = [("own", own), ("own_and_link_counts", without_aggregates), ("all", tuple(names))]
+    unique: dict[tuple[str, ...], str] = {}
+    for name, columns in sets:
+        if columns and columns not in unique:
+            unique[columns] = name
+    return tuple((name, columns) for columns, name in unique.items())
 
 
 def _with_links(
@@ -276,10 +304,19 @@ def minimum_positives(settings: Settings) -> int:
     return settings.min_positives_per_split + (MIN_FOLDS + 1) * MIN_FOLD_POSITIVES
 
 
-def _time_split(frame: pd.DataFrame) -> Split:
-    """Cut at a label time so no timestamp straddles the cut; the latest rows are the test."""
+def _time_split(frame: pd.DataFrame, min_positives: int) -> Split:
+    """The most recent labels are the holdout: a fifth of them, or more to hold enough positives.
+
+    The cut lies at a label time, so no timestamp straddles it.
+    """
     times = frame[TIME]
     test_start = times.iloc[int(len(frame) * (1 - TEST_FRACTION))]
+    positive_times = times[frame[LABEL] == 1].sort_values()
+    if 0 < min_positives <= len(positive_times):
+        # With few positives, reach back to the min_positives-th most recent one, but no
+        # further than MAX_TEST_FRACTION of the rows.
+        furthest = times.iloc[int(len(frame) * (1 - MAX_TEST_FRACTION))]
+        test_start = min(test_start, max(positive_times.iloc[-min_positives], furthest))
     return Split(
         development=frame[times < test_start].reset_index(drop=True),
         test=frame[times >= test_start].reset_index(drop=True),
@@ -287,12 +324,15 @@ def _time_split(frame: pd.DataFrame) -> Split:
     )
 
 
-def _stratified_split(frame: pd.DataFrame, seed: int) -> Split:
+def _stratified_split(frame: pd.DataFrame, seed: int, min_positives: int) -> Split:
+    """A stratified holdout: a fifth of the rows, or more to hold enough positives."""
     from sklearn.model_selection import train_test_split
 
+    positives = int(frame[LABEL].sum())
+    share = max(TEST_FRACTION, (min_positives + 0.5) / max(positives, 1))
     index = np.arange(len(frame))
     development, test = train_test_split(
-        index, test_size=TEST_FRACTION, stratify=frame[LABEL], random_state=seed
+        index, test_size=min(share, MAX_TEST_FRACTION), stratify=frame[LABEL], random_state=seed
     )
     part = lambda idx: frame.iloc[np.sort(idx)].reset_index(drop=True)  # noqa: E731
     return Split(part(development), part(test), "stratified")
@@ -301,20 +341,32 @@ def _stratified_split(frame: pd.DataFrame, seed: int) -> Split:
 def split(data: TrainingData, seed: int, settings: Settings) -> Split:
     """Split into development rows and a holdout, by label time when known, else stratified.
 
+    The holdout is a fifth of the labels, more (up to 35%) when that is what it takes to
+    hold ``min_positives_per_split`` positives: small data sets still get a holdout that
+    can measure something, and cross-fitting uses every other label.
+
     Raises:
         TrainingDataError: A class is missing or too rare overall or in the holdout.
     """
     check_classes(data.frame[LABEL], settings)
-    parts = _time_split(data.frame) if data.timed else _stratified_split(data.frame, seed)
+    needed = settings.min_positives_per_split
+    if data.timed:
+        parts = _time_split(data.frame, needed)
+    else:
+        parts = _stratified_split(data.frame, seed, needed)
     test = parts.test
     positives = int(test[LABEL].sum())
-    if positives < settings.min_positives_per_split or positives == len(test):
+    if positives < needed or positives == len(test):
         where = f"the holdout ({len(test)} rows"
         if parts.method == "time" and len(test):
             where += f", labels from {test[TIME].min()} to {test[TIME].max()}"
+        hint = (
+            "label times may be too concentrated to split by time"
+            if parts.method == "time"
+            else "too few positive labels to hold some out"
+        )
         raise TrainingDataError(
-            f"{where}) holds {positives} positive labels; it needs at least "
-            f"{settings.min_positives_per_split} positives and some negatives "
-            "(label times may be too concentrated to split by time)"
+            f"{where}) holds {positives} positive labels; it needs at least {needed} "
+            f"positives and some negatives ({hint})"
         )
     return parts

@@ -46,6 +46,14 @@ def metrics_table(
     return "\n".join(lines)
 
 
+def _selection(recipe: dict[str, object]) -> str:
+    scores = recipe.get("feature_selection_cv_pr_auc") or {}
+    if not scores:
+        return ""
+    listed = "; ".join(f"{name} {value:.4f}" for name, value in scores.items())
+    return f", chosen by cross-validated PR-AUC over the development labels ({listed})"
+
+
 def render(
     *,
     model_name: str,
@@ -122,6 +130,7 @@ as a ranking with a scale for checked-looking stores, not as the marketplace's b
 {split_lines}
 
 ## How it was made
+- Features: {recipe["features"]}{_selection(recipe)}.
 - Tuning: {recipe["tuning"]}.
 - Rounds: {recipe["rounds"]}, chosen by {folds["cv_folds"]}-fold {folds["cv_method"]}
   cross-validation over all {recipe["fit_rows"]} labels (mean validation PR-AUC

@@ -28,11 +28,19 @@ from mlflow.tracking import MlflowClient
 
 from features.byo import LABEL
 from features.scoring.encoding import category_levels
-from features.spec import AS_OF, KEY
+from features.spec import AS_OF, KEY, FeatureSpec
 from features.tracking import CHALLENGER_ALIAS, connect
 from training import baselines, model_card, plots, registry, tracking, truth, tune
 from training.baselines import Baselines, fit_baselines
-from training.crossfit import FittedModel, Folds, fit_model, label_times, make_folds
+from training.crossfit import (
+    FittedModel,
+    Folds,
+    cross_validate,
+    cv_dataset,
+    fit_model,
+    label_times,
+    make_folds,
+)
 from training.dataset import (
     Split,
     TrainingData,
@@ -143,6 +151,37 @@ class _Plan:
     all_folds: Folds
 
 
+@dataclass(frozen=True)
+class _Selection:
+    """The feature set the model uses, and the cross-validation it was chosen by."""
+
+    spec: FeatureSpec
+    name: str
+    scores: dict[str, float]
+
+
+def _select_features(plan: _Plan, seed: int, settings: Settings) -> _Selection:
+    """Choose among the data's candidate feature sets by cross-validation (development rows).
+
+    Each candidate is cross-validated with the default parameters over the development
+    folds (the holdout never takes part); the best mean validation PR-AUC wins, the smaller
+    set on a tie. Without candidates (histories: the FeatureSpec is fixed), every feature.
+    """
+    data = plan.data
+    if not data.feature_sets:
+        return _Selection(data.spec, "all", {})
+    development = plan.parts.development
+    params = {**fixed_params(seed, settings.num_threads), **default_params()}
+    scores = {}
+    for name, columns in data.feature_sets:
+        spec = data.spec.select(columns)
+        dataset = cv_dataset(development, spec, category_levels(development, spec), params)
+        scores[name] = cross_validate(params, dataset, plan.development_folds)[1]
+    best = max(scores.values())
+    name, columns = next((n, c) for n, c in data.feature_sets if scores[n] == best)
+    return _Selection(data.spec.select(columns), name, scores)
+
+
 def _plan(request: TrainRequest, settings: Settings) -> _Plan:
     data = load_data(request)
     parts = split(data, request.seed, settings)
@@ -157,6 +196,7 @@ def _plan(request: TrainRequest, settings: Settings) -> _Plan:
 
 def _tune(
     plan: _Plan,
+    spec: FeatureSpec,
     request: TrainRequest,
     settings: Settings,
     client: MlflowClient,
@@ -179,12 +219,12 @@ def _tune(
         n_jobs=request.n_jobs,
     )
     development = plan.parts.development
-    levels = category_levels(development, plan.data.spec)
+    levels = category_levels(development, spec)
     experiment_id = client.get_run(run_id).info.experiment_id
     return tune.tune(
         development,
         plan.development_folds,
-        plan.data.spec,
+        spec,
         levels,
         config,
         client,
@@ -259,7 +299,7 @@ def _log_reports(
         ),
         "plots/feature_importance.png": plots.importance_chart(importance),
         "plots/shap_summary.png": plots.shap_beeswarm(
-            booster, data.frame, data.spec, final.scorer.levels_, seed
+            booster, data.frame, final.scorer.spec, final.scorer.levels_, seed
         ),
     }
     for path, figure in figures.items():
@@ -282,10 +322,16 @@ def _beats(metrics: dict[str, dict[str, float]]) -> bool:
 
 
 def _recipe(
-    plan: _Plan, tuned: tune.TuneResult | None, development: FittedModel, final: FittedModel
+    plan: _Plan,
+    tuned: tune.TuneResult | None,
+    development: FittedModel,
+    final: FittedModel,
+    selection: _Selection,
 ) -> dict[str, Any]:
     """How the models were made, for the run's parameters, the card and the JSON summary."""
     return {
+        "features": f"{selection.name} ({len(selection.spec)} of {len(plan.data.spec)} columns)",
+        "feature_selection_cv_pr_auc": selection.scores,
         "tuning": (
             f"{tuned.trials_run} Optuna trials this run ({tuned.trials_complete_total} complete "
             f"in the study), each scored by {plan.development_folds.method} cross-validation "
@@ -306,7 +352,6 @@ def _recipe(
 
 def _log_setup(data: TrainingData, parts: Split, request: TrainRequest) -> None:
     tracking.log_dataset(data.frame, _source_path(request), data.digest, "labelled-stores")
-    tracking.log_spec(data.spec)
     mlflow.set_tag("data.source_detail", data.source)
     mlflow.log_params(
         {
@@ -356,12 +401,15 @@ def train(request: TrainRequest, settings: Settings | None = None) -> TrainResul
     experiment = request.experiment or settings.experiment
     with tracking.training_run(experiment, f"train-seed{request.seed}", tags) as run_id:
         _log_setup(data, parts, request)
-        tuned = _tune(plan, request, settings, client, run_id)
+        selection = _select_features(plan, request.seed, settings)
+        spec = selection.spec
+        tracking.log_spec(spec)
+        tuned = _tune(plan, spec, request, settings, client, run_id)
         params = _params(tuned, request.seed, settings)
         below = settings.sigmoid_below_positives
-        development = fit_model(parts.development, data.spec, params, plan.development_folds, below)
-        final = fit_model(data.frame, data.spec, params, plan.all_folds, below)
-        recipe = _recipe(plan, tuned, development, final)
+        development = fit_model(parts.development, spec, params, plan.development_folds, below)
+        final = fit_model(data.frame, spec, params, plan.all_folds, below)
+        recipe = _recipe(plan, tuned, development, final, selection)
         _log_recipe(params, recipe, tuned, settings)
         fitted_baselines = _baselines(data, parts, request.seed, notes)
         scores = fitted_baselines.scores(parts.test)
@@ -431,6 +479,10 @@ def _log_recipe(
         {"cv_pr_auc": recipe["cv_pr_auc"], "development_cv_pr_auc": recipe["development_cv_pr_auc"]}
     )
     mlflow.set_tag("tuning", recipe["tuning"])
+    mlflow.set_tag("features", recipe["features"])
+    mlflow.log_metrics(
+        {f"selection.{k}": v for k, v in recipe["feature_selection_cv_pr_auc"].items() if k}
+    )
     if tuned is not None:
         mlflow.set_tag("optuna.study_name", tuned.study_name)
 
@@ -469,7 +521,7 @@ def _log_and_register(
         {
             "run_id": run_id,
             "data.digest": data.digest,
-            "feature_spec.hash": data.spec.hash,
+            "feature_spec.hash": final.scorer.spec.hash,
             "test.pr_auc": f"{metrics['model']['pr_auc']:.6f}",
             "test.ece": f"{metrics['model']['ece']:.6f}",
             "beats_baselines": beats,

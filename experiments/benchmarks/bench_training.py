@@ -56,11 +56,18 @@ import pandas as pd
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import average_precision_score
 
-from experiments.benchmarks.training_libs import LibraryResult, Matrices, Stopwatch, compare
+from experiments.benchmarks.training_libs import (
+    LibraryResult,
+    Matrices,
+    Stopwatch,
+    binned_datasets,
+    compare,
+)
 from features.scoring.encoding import category_levels, encode_features
 from training import tune
-from training.dataset import LABEL, Split, TrainingData, load_own_data, split
-from training.model import EARLY_STOPPING_ROUNDS, MAX_ROUNDS, binned_datasets, fixed_params
+from training.crossfit import label_times, make_folds
+from training.dataset import LABEL, TrainingData, load_own_data, split
+from training.model import EARLY_STOPPING_ROUNDS, MAX_ROUNDS, fixed_params
 from training.settings import load_settings
 
 # The issue's tolerance first, then tighter ones.
@@ -226,7 +233,43 @@ def without_features(features: Path, drop: list[str]) -> Path:
     return path
 
 
-def matrices(parts: Split, data: TrainingData, levels: dict[str, list[str]]) -> Matrices:
+@dataclass(frozen=True)
+class Parts:
+    """Train / validation / test for the library comparison and the learning curves.
+
+    The project cross-validates over its development rows; to compare libraries on one fit,
+    the development rows are cut once more by time: the latest quarter validates.
+    """
+
+    development: pd.DataFrame
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+
+    def describe(self) -> dict[str, object]:
+        return {
+            f"{name}_{what}": value
+            for name, part in (("train", self.train), ("validation", self.validation),
+                               ("test", self.test))
+            for what, value in (("rows", len(part)), ("positives", int(part[LABEL].sum())))
+        }  # fmt: skip
+
+
+def bench_parts(data: TrainingData, seed: int) -> Parts:
+    """The project's split, with its development rows cut once more for one-fit benchmarks."""
+    parts = split(data, seed, load_settings())
+    development = parts.development
+    times = development["as_of"]
+    cut = times.iloc[int(len(development) * 0.75)]
+    return Parts(
+        development,
+        development[times < cut].reset_index(drop=True),
+        development[times >= cut].reset_index(drop=True),
+        parts.test,
+    )
+
+
+def matrices(parts: Parts, data: TrainingData, levels: dict[str, list[str]]) -> Matrices:
     """Encode the three parts the way the project's booster sees them."""
 
     def encode(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -299,7 +342,7 @@ class StudyTrace:
 
 
 def run_study(
-    parts: Split,
+    parts: Parts,
     data: TrainingData,
     levels: dict[str, list[str]],
     *,
@@ -332,7 +375,9 @@ def run_study(
     log(f"tuning {label}, seed {seed}: {trials} trials, {threads} threads")
     started_wall = datetime.now()  # Optuna stamps trials with naive local datetime.now()
     with Stopwatch() as clock:
-        tune.tune(parts, data.spec, levels, config, client, experiment_id, parent)
+        development = parts.development
+        folds = make_folds(development[LABEL].to_numpy(), label_times(development), seed)
+        tune.tune(development, folds, data.spec, levels, config, client, experiment_id, parent)
     client.set_terminated(parent)
     study = optuna.load_study(study_name="bench", storage=storage)
     return StudyTrace(label, seed, clock.wall, clock.cpu, _records(study, started_wall))
@@ -361,7 +406,7 @@ def _records(study: optuna.Study, started: datetime) -> list[TrialRecord]:
     return records
 
 
-def binning_seconds(parts: Split, data: TrainingData, levels: dict, seed: int, threads: int):
+def binning_seconds(parts: Parts, data: TrainingData, levels: dict, seed: int, threads: int):
     """Seconds to bin the train + validation Datasets: what every trial used to pay."""
     started = time.perf_counter()
     binned_datasets(parts.train, parts.validation, data.spec, levels, fixed_params(seed, threads))
@@ -433,7 +478,7 @@ class Curve:
 
 
 def explore(
-    parts: Split, data: TrainingData, levels: dict, seed: int, threads: int, n: int
+    parts: Parts, data: TrainingData, levels: dict, seed: int, threads: int, n: int
 ) -> list[Curve]:
     """Fit ``n`` random configurations (learning rate 0.01-0.3) recording every round."""
     fixed = fixed_params(seed, threads)
@@ -676,7 +721,7 @@ def library_table(results: list[LibraryResult]) -> str:
     return "\n".join(lines)
 
 
-def giveaway_table(data: TrainingData, parts: Split, dropped: list[str], features: Path) -> str:
+def giveaway_table(data: TrainingData, parts: Parts, dropped: list[str], features: Path) -> str:
     """Markdown: test PR-AUC of each left-out feature alone (best of both directions)."""
     if not dropped:
         return ""
@@ -840,8 +885,8 @@ def main(argv: list[str] | None = None) -> None:
     drop = [c.strip() for c in args.drop_features.split(",") if c.strip()]
     features = without_features(all_features, drop) if drop else all_features
     data = load_own_data(features, labels)
-    parts = split(data, args.seed, load_settings())
-    levels = category_levels(parts.train, data.spec)
+    parts = bench_parts(data, args.seed)
+    levels = category_levels(parts.development, data.spec)
     sizes = parts.describe()
     log(f"split: {sizes}")
     results: dict = {

@@ -20,16 +20,18 @@ Where the settings cannot be matched exactly:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
+import pandas as pd
 from sklearn.metrics import average_precision_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from training.model import EARLY_STOPPING_ROUNDS, MAX_ROUNDS, fit_booster, fixed_params
+from features.spec import FeatureSpec
+from training.model import EARLY_STOPPING_ROUNDS, MAX_ROUNDS, METRIC, fixed_params, lgb_dataset
 
 LEARNING_RATE = 0.05
 LEAVES = 15
@@ -235,3 +237,71 @@ def compare(m: Matrices, seed: int, threads: int, repeats: int) -> list[LibraryR
         runs = [fit() for _ in range(max(repeats, 1))]
         results.append(min(runs, key=lambda r: r.fit_seconds))
     return results
+
+
+# One train/validation fit with early stopping: how the project fit boosters before it moved
+# to cross-validation (training.crossfit); the benchmark compares libraries this way.
+
+
+def binned_datasets(
+    train: pd.DataFrame,
+    validation: pd.DataFrame,
+    spec: FeatureSpec,
+    levels: dict[str, list[str]],
+    params: dict[str, Any],
+) -> tuple[lgb.Dataset, lgb.Dataset]:
+    """Train and validation Datasets, binned once, for any number of fits.
+
+    Binning depends only on dataset parameters (seeds, bins, categorical features), all in
+    ``fixed_params``; no tuned parameter is one (``feature_pre_filter`` is off, so
+    ``min_data_in_leaf`` may change between fits), and a booster trained on reused Datasets
+    equals one trained on fresh ones. The raw matrices are freed after binning, so a fit
+    that did change a dataset parameter fails loudly instead of silently re-binning.
+
+    Args:
+        train: Training rows.
+        validation: Validation rows (binned with the training rows' bin edges).
+        spec: FeatureSpec.
+        levels: Category levels of the training rows.
+        params: ``fixed_params`` of the fits that will use the Datasets.
+
+    Returns:
+        The constructed training and validation Datasets.
+    """
+    train_set = lgb_dataset(train, spec, levels, params=params, free_raw_data=True).construct()
+    validation_set = lgb_dataset(validation, spec, levels, train_set, params, free_raw_data=True)
+    return train_set, validation_set.construct()
+
+
+def fit_booster(
+    params: dict[str, Any],
+    train: lgb.Dataset,
+    validation: lgb.Dataset,
+    callbacks: Sequence[Callable] = (),
+) -> tuple[lgb.Booster, float]:
+    """Boost with early stopping on validation PR-AUC.
+
+    Args:
+        params: Full LightGBM parameters (``fixed_params`` merged with tuned ones).
+        train: Training Dataset.
+        validation: Validation Dataset built with ``reference=train``.
+        callbacks: Extra callbacks (e.g. Optuna pruning).
+
+    Returns:
+        The booster truncated to its best iteration, and its validation PR-AUC there.
+    """
+    booster = lgb.train(
+        params,
+        train,
+        num_boost_round=MAX_ROUNDS,
+        valid_sets=[validation],
+        valid_names=["validation"],
+        callbacks=[
+            lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False),
+            *callbacks,
+        ],
+    )
+    # Keep only the trees up to the best round so the saved model equals the evaluated one.
+    best = booster.best_iteration or booster.current_iteration()
+    value = float(booster.best_score["validation"][METRIC])
+    return lgb.Booster(model_str=booster.model_to_string(num_iteration=best)), value

@@ -177,3 +177,35 @@ def test_csv_input_and_a_persistent_resumable_study_with_timeout(
     assert len(optuna.load_study(study_name=names[0], storage=storage).trials) == 2
     study = optuna.load_study(study_name=names[1], storage=storage)
     assert 5 <= len(study.trials) < 100
+
+
+def test_link_features_are_kept_only_when_cross_validation_wants_them(tracking, cli, tmp_path):
+    """Labels carried by the links alone: the chosen feature set must include link columns."""
+    rng = np.random.default_rng(3)
+    n = 1200
+    ids = np.array([f"s{i:04d}" for i in range(n)])
+    counterfeit = rng.random(n) < 0.15
+    features = pd.DataFrame({"store_id": ids, "noise_a": rng.normal(size=n),
+                             "noise_b": rng.normal(size=n)})  # fmt: skip
+    # Counterfeit stores link to each other (rings); genuine ones at random.
+    fakes, genuine = ids[counterfeit], ids[~counterfeit]
+    pairs = [(a, b) for a, b in zip(fakes[:-1], fakes[1:], strict=True)]
+    pairs += [(a, b) for a, b in rng.choice(genuine, size=(n // 2, 2)) if a != b]
+    links = pd.DataFrame(pairs, columns=["store_id", "linked_store_id"])
+    labels = pd.DataFrame({"store_id": ids, "is_counterfeit": counterfeit.astype("int64")})
+    paths = {k: tmp_path / f"{k}.parquet" for k in ("features", "labels", "links")}
+    for key, frame in (("features", features), ("labels", labels), ("links", links)):
+        frame.to_parquet(paths[key])
+    result = cli(
+        "train", "--features", paths["features"], "--labels", paths["labels"],
+        "--links", paths["links"], "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    recipe = json.loads(result.stdout)["recipe"]
+    scores = recipe["feature_selection_cv_pr_auc"]
+    assert set(scores) == {"own", "own_and_link_counts", "all"}
+    assert not recipe["features"].startswith("own ")  # the noise-only set lost
+    assert scores["own"] < min(scores["own_and_link_counts"], scores["all"])
+    spec = mlflow.pyfunc.load_model(json.loads(result.stdout)["model_uri"])
+    names = spec.unwrap_python_model().spec.names
+    assert any(n.startswith("link_") for n in names)

@@ -61,12 +61,21 @@ def test_stratified_split_without_label_times_is_seeded_and_keeps_both_classes()
         assert part[LABEL].mean() == pytest.approx(0.2, abs=0.02)
 
 
-def test_a_period_without_enough_positives_is_named():
+def test_the_holdout_reaches_back_for_positives_but_not_too_far():
     data = _data()
-    late = data.frame[TIME] >= data.frame[TIME].quantile(0.8)
-    frame = data.frame.assign(**{LABEL: np.where(late, 0, data.frame[LABEL])})
+
+    def without_late_positives(share: float) -> TrainingData:
+        late = data.frame[TIME] >= data.frame[TIME].quantile(1 - share)
+        frame = data.frame.assign(**{LABEL: np.where(late, 0, data.frame[LABEL])})
+        return TrainingData(frame, data.spec, "test", None)
+
+    # The most recent fifth holds no positive: the holdout grows to hold five.
+    parts = split(without_late_positives(0.2), seed=0, settings=load_settings())
+    assert parts.test[LABEL].sum() == 5 and 0.2 < len(parts.test) / 400 <= 0.35
+    assert parts.development[TIME].max() < parts.test[TIME].min()
+    # ...but never past 35% of the labels.
     with pytest.raises(TrainingDataError, match="the holdout .* holds 0 positive labels"):
-        split(TrainingData(frame, data.spec, "test", None), seed=0, settings=load_settings())
+        split(without_late_positives(0.4), seed=0, settings=load_settings())
 
 
 def test_own_link_features_never_see_the_rows_own_label(make_data, tmp_path):
