@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightgbm as lgb
 import numpy as np
@@ -155,17 +155,29 @@ def cv_dataset(
     return lgb_dataset(frame, spec, levels, params=params, free_raw_data=True).construct()
 
 
+class CVResult(NamedTuple):
+    """What cross-validating one parameter set measured.
+
+    Attributes:
+        rounds: Boosting rounds at the best mean validation PR-AUC.
+        score: That mean validation PR-AUC.
+        boosters: The fold boosters.
+        standard_error: Standard error of the mean there (fold spread / sqrt(folds)).
+    """
+
+    rounds: int
+    score: float
+    boosters: lgb.CVBooster
+    standard_error: float
+
+
 def cross_validate(
     params: dict[str, Any],
     dataset: lgb.Dataset,
     folds: Folds,
     callbacks: Sequence[Callable] = (),
-) -> tuple[int, float, lgb.CVBooster]:
-    """Boost every fold in step, early-stopping on the mean validation PR-AUC.
-
-    Returns:
-        The best round count, the mean validation PR-AUC there, and the fold boosters.
-    """
+) -> CVResult:
+    """Boost every fold in step, early-stopping on the mean validation PR-AUC."""
     result = lgb.cv(
         params,
         dataset,
@@ -181,9 +193,12 @@ def cross_validate(
         ],
         return_cvbooster=True,
     )
-    # lgb.cv cuts the curve at the best round of the mean validation PR-AUC.
+    # lgb.cv cuts the curves at the best round of the mean validation PR-AUC.
     curve = np.asarray(result[f"valid {METRIC}-mean"])
-    return len(curve), float(curve[-1]), result["cvbooster"]
+    spread = float(result[f"valid {METRIC}-stdv"][-1])
+    return CVResult(
+        len(curve), float(curve[-1]), result["cvbooster"], spread / np.sqrt(len(folds.pairs))
+    )
 
 
 def cross_fit(
@@ -205,7 +220,7 @@ def cross_fit(
         dataset: ``cv_dataset`` of ``frame`` if already built.
     """
     dataset = dataset or cv_dataset(frame, spec, levels, params)
-    rounds, score, boosters = cross_validate(params, dataset, folds)
+    rounds, score, boosters, _ = cross_validate(params, dataset, folds)
     matrix = encode_features(frame, spec, levels)
     rows, raw = [], []
     for (_, valid), booster in zip(folds.pairs, boosters.boosters, strict=True):

@@ -164,21 +164,25 @@ def _select_features(plan: _Plan, seed: int, settings: Settings) -> _Selection:
     """Choose among the data's candidate feature sets by cross-validation (development rows).
 
     Each candidate is cross-validated with the default parameters over the development
-    folds (the holdout never takes part); the best mean validation PR-AUC wins, the smaller
-    set on a tie. Without candidates (histories: the FeatureSpec is fixed), every feature.
+    folds (the holdout never takes part). The smallest set whose mean validation PR-AUC is
+    within one standard error of the best wins (the one-standard-error rule): on a few
+    hundred labels, hundreds of neighbour aggregates can win a fold by chance and lose the
+    test. Without candidates (histories: the FeatureSpec is fixed), every feature.
     """
     data = plan.data
     if not data.feature_sets:
         return _Selection(data.spec, "all", {})
     development = plan.parts.development
     params = {**fixed_params(seed, settings.num_threads), **default_params()}
-    scores = {}
+    results = {}
     for name, columns in data.feature_sets:
         spec = data.spec.select(columns)
         dataset = cv_dataset(development, spec, category_levels(development, spec), params)
-        scores[name] = cross_validate(params, dataset, plan.development_folds)[1]
-    best = max(scores.values())
-    name, columns = next((n, c) for n, c in data.feature_sets if scores[n] == best)
+        results[name] = cross_validate(params, dataset, plan.development_folds)
+    best = max(results.values(), key=lambda r: r.score)
+    bar = best.score - best.standard_error
+    name, columns = next((n, c) for n, c in data.feature_sets if results[n].score >= bar)
+    scores = {n: r.score for n, r in results.items()}
     return _Selection(data.spec.select(columns), name, scores)
 
 

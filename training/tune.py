@@ -280,7 +280,7 @@ def _objective(
         params = search_space(trial, ratio)
         reporter = PruningReporter(trial, params["learning_rate"])
         try:
-            rounds, value, _ = cross_validate(
+            rounds, value, *_ = cross_validate(
                 {**fixed, **params}, datasets.get(), folds, [reporter]
             )
         except optuna.TrialPruned:

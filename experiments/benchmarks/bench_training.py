@@ -247,7 +247,7 @@ class Parts:
     test: pd.DataFrame
 
     def describe(self) -> dict[str, object]:
-        return {
+        return {"split_method": "time"} | {
             f"{name}_{what}": value
             for name, part in (("train", self.train), ("validation", self.validation),
                                ("test", self.test))

@@ -200,6 +200,8 @@ def run_spotcheck(
         },
         "params": summary["params"],
         "notes": summary["notes"],
+        "features": summary.get("recipe", {}).get("features"),
+        "feature_selection": summary.get("recipe", {}).get("feature_selection_cv_pr_auc"),
         "distinct_scores": int(scores.nunique()),
         "gain": gain_shares(summary["model_uri"], env["MLFLOW_TRACKING_URI"]),
     }

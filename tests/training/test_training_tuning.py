@@ -46,7 +46,7 @@ def test_a_reused_cv_dataset_gives_the_same_folds_as_a_fresh_one(parts):
     }
     shared = cv_dataset(development, spec, levels, fixed)
     reused = [cross_validate({**fixed, **p}, shared, folds) for p in (first, second, first)]
-    for params, (rounds, value, boosters) in zip((first, second, first), reused, strict=True):
+    for params, (rounds, value, boosters, _) in zip((first, second, first), reused, strict=True):
         fresh = cross_validate(
             {**fixed, **params}, cv_dataset(development, spec, levels, fixed), folds
         )
@@ -144,7 +144,7 @@ def test_a_lagging_trial_is_pruned_at_the_first_step_after_warmup(parts, rate):
     study = _lagging_study(pruning=False)
     trial = study.ask()
     reporter = tune.PruningReporter(trial, rate)
-    rounds, _, _ = cross_validate(params, shared, folds, [reporter])
+    rounds, *_ = cross_validate(params, shared, folds, [reporter])
     assert reporter.rounds > warmup_rounds
     assert reporter.rounds >= rounds
     steps = trial.storage.get_trial(trial._trial_id).intermediate_values
