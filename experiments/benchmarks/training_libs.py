@@ -232,6 +232,13 @@ def compare(m: Matrices, seed: int, threads: int, repeats: int) -> list[LibraryR
         lambda: fit_xgboost(m, seed, threads),
         lambda: fit_sklearn(m, seed, threads),
     ]
+    try:
+        import xgboost  # noqa: F401
+    except ImportError as exc:
+        raise SystemExit(
+            "the library comparison needs XGBoost from the bench dependency group: "
+            "uv run --group bench ... (or pass --skip-libs)"
+        ) from exc
     results = []
     for fit in fits:
         runs = [fit() for _ in range(max(repeats, 1))]
