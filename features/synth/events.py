@@ -76,8 +76,8 @@ _REPLICA_AT = len(PLAIN_SUFFIXES)
 _HARMLESS_AT = _REPLICA_AT + len(REPLICA_TERMS)
 # How counterfeiters adapt over the period: the share of their gap to the reference price
 # they close, and how much the share of genuine stock at full price grows.
-ADAPT_PRICE = 0.3
-ADAPT_CAMOUFLAGE = 0.2
+ADAPT_PRICE = 0.4
+ADAPT_CAMOUFLAGE = 0.25
 _DUPE_TERMS = np.array([REPLICA_TERMS.index("inspired"), REPLICA_TERMS.index("dupe")])
 
 

@@ -55,7 +55,7 @@ LOOK_CF_PREMIUM = (2.2, 2.6)
 LEAN_NOISE = 0.3
 # Share of its gap to the reference price a counterfeit store opened at the end of the period
 # has closed already (they learn from the bans of others; see also events.ADAPT_PRICE).
-ADAPT_OPEN_PRICE = 0.4
+ADAPT_OPEN_PRICE = 0.3
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,9 @@ def _base_stores(
     )
     # Price level against the reference price (counterfeits adapt upwards over time later);
     # discounters and clearance sellers are genuine and far below it.
-    level = np.maximum(1.05 - 1.1 * _lean(rng, look, 0.15) ** 1.2, 0.1)
+    # Clean-looking stores price at the reference; from a leaning of 0.35 on, the price
+    # falls to about 15% of it for the blatant fakes.
+    level = 1.0 - 0.85 * np.clip((_lean(rng, look, 0.15) - 0.35) / 0.5, 0, 1)
     discounter = ((persona == MULTIBRAND) & (rng.random(n) < 0.4)) | (
         (persona == REGULAR) & (rng.random(n) < 0.04)
     )
