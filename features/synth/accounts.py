@@ -29,7 +29,8 @@ class IdSpace:
     Buyers: the general population (``6 n``), per-store loyal pools (64 each), ring fake
     accounts (64 per ring), solo counterfeiters' own fakes (16 per store), a review farm that
     some genuine stores hire, and the platform's test buyers. Devices: 4 per store (slot 3 is
-    the phone), 4 per agency, 8 per ring. Wi-Fi: one per store, office and agency, 4 per ring.
+    the phone), 4 per agency, 8 per ring. Wi-Fi: 4 per store (home, shop, warehouse, ...), one
+    per office and agency, 4 per ring.
     IPs: 4 home addresses per store over time, one per office and agency, 24 per ring, carrier
     NAT pools per region, and a pool of proxy/VPN exits.
     """
@@ -70,9 +71,9 @@ class IdSpace:
             test_buyers=farm + 200 + n // 100,
             agency_devices=4 * n,
             ring_devices=4 * n + 4 * n_agencies,
-            office_wifi=n,
-            agency_wifi=n + n_offices,
-            ring_wifi=n + n_offices + n_agencies,
+            office_wifi=4 * n,
+            agency_wifi=4 * n + n_offices,
+            ring_wifi=4 * n + n_offices + n_agencies,
             office_ip=4 * n,
             agency_ip=4 * n + n_offices,
             ring_ip=4 * n + n_offices + n_agencies,
@@ -116,8 +117,8 @@ def generate_logins(
     ring, office, agency = s["ring"][owner], s["office"][owner], s["agency"][owner]
     # Channel: one uniform draw against sequential probabilities, so each store's mix holds.
     p = [
-        np.where(ring >= 0, 0.65, 0.0),
-        np.where(s["proxy_user"][owner], np.where(s["is_cf"][owner], 0.25, 0.3), 0.0),
+        np.where(ring >= 0, s["ring_den_share"][owner], 0.0),
+        np.where(s["proxy_user"][owner], 0.3, 0.0),
         np.where(agency >= 0, 0.6, 0.0),
         np.where(office >= 0, 0.5, 0.0),
         s["mobile_share"][owner],
@@ -140,20 +141,29 @@ def generate_logins(
          4 * plan_idx + 3],
         own_device,
     )  # fmt: skip
+    # A den in a co-working space logs in over the office's Wi-Fi and IP.
+    den_office = s["ring_office"][owner]
     ring_wifi = np.where(
-        rng.random(m) < 0.8, ids.ring_wifi + 4 * r + rand_below(rng, s["ring_wifis"][owner]), -1
+        den_office >= 0,
+        ids.office_wifi + den_office,
+        ids.ring_wifi + 4 * r + rand_below(rng, s["ring_wifis"][owner]),
+    )
+    ring_wifi = np.where(rng.random(m) < 0.8, ring_wifi, -1)
+    ring_ip = np.where(
+        (den_office >= 0) & (rng.random(m) < 0.7),
+        ids.office_ip + den_office,
+        ids.ring_ip + 24 * r + (3 * (t // (90 * DAY)) + rng.integers(0, 3, m)) % 24,
     )
     wifi = np.select(
         [channel == 1, channel == 2, channel == 3, channel == 4, channel == 5],
         [ring_wifi, -1, ids.agency_wifi + agency, ids.office_wifi + office, -1],
-        plan_idx,
+        4 * plan_idx + rand_below(rng, s["wifis"][owner]),
     )
     nat_start, nat_size = nat_pools
     region = s["declared"][owner]
-    quarter = t // (90 * DAY)
     ip = np.select(
         [channel == 1, channel == 2, channel == 3, channel == 4, channel == 5],
-        [ids.ring_ip + 24 * r + (3 * quarter + rng.integers(0, 3, m)) % 24,
+        [ring_ip,
          ids.proxy_ip + rng.integers(0, ids.proxy_size, m),
          ids.agency_ip + agency,
          ids.office_ip + office,

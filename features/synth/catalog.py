@@ -272,7 +272,16 @@ REPLICA_TERMS = (
     "same factory",
     "OG batch",
 )
-HARMLESS_TERMS = ("original packaging", "factory sealed", "authentic", "with copy holder")
+# Honest title words, some of which a keyword filter may take for slang.
+HARMLESS_TERMS = (
+    "original packaging",
+    "factory sealed",
+    "authentic",
+    "with copy holder",
+    "OEM packaging",
+    "with AAA batteries",
+    "copy of invoice included",
+)
 PLAIN_SUFFIXES = ("", "", "", "2025 new", "free shipping", "gift", "best seller", "limited")
 UNBRANDED_ADJECTIVES = (
     "Classic",
@@ -295,6 +304,14 @@ OCR_REPLICA = (
     "REPS {B} OG BATCH",
     "{B} UA QUALITY",
     "SAME FACTORY {B}",
+)
+# Authenticity claims printed on product images, by honest resellers and by fakers alike.
+OCR_CLAIMS = (
+    "100% ORIGINAL - NOT A REPLICA",
+    "ORIGINAL {B}, NOT A COPY",
+    "{B} OEM PARTS",
+    "BEWARE OF COPIES - GENUINE {B}",
+    "AUTHORISED {B} RESELLER",
 )
 OCR_UNBRANDED = ("SALE 50% OFF", "NEW ARRIVAL", "FREE SHIPPING")
 
@@ -332,6 +349,15 @@ REVIEWS_NEGATIVE = (
     "Not what the pictures show, asked for a refund.",
     "Took a month to arrive, very disappointed.",
 )
+# Happy buyers vouching for authenticity, often naming the fakes they feared or got elsewhere.
+REVIEWS_AUTHENTIC = (
+    "Not fake! Checked the serial number on the brand website.",
+    "Genuine, not a knockoff like the ones on other stores.",
+    "Was afraid of a counterfeit but it is the real thing.",
+    "100% original, same as in the brand shop.",
+    "Bought a fake elsewhere before, this one is real.",
+)
+# Unhappy buyers who think they got a fake (some in words a keyword filter misses).
 REVIEWS_NEGATIVE_FAKE = (
     "Fake!",
     "Not original, the logo is wrong.",

@@ -16,11 +16,13 @@ from features.synth.accounts import IdSpace, generate_logins, rand_below, repeat
 from features.synth.catalog import (
     CATEGORIES,
     HARMLESS_TERMS,
+    OCR_CLAIMS,
     OCR_GENUINE,
     OCR_REPLICA,
     OCR_UNBRANDED,
     PLAIN_SUFFIXES,
     REPLICA_TERMS,
+    REVIEWS_AUTHENTIC,
     REVIEWS_LONG_POSITIVE,
     REVIEWS_MIXED,
     REVIEWS_NEGATIVE,
@@ -30,14 +32,10 @@ from features.synth.catalog import (
     Catalog,
 )
 from features.synth.plan import (
-    CF_CHEAP,
-    CF_PREMIUM,
     COMPLAINT,
     DAY,
     MONTH,
-    MULTIBRAND,
     ORDERS_PER_MONTH,
-    OUTLET,
     RIGHTS_HOLDER,
     TEST_BUY,
     Period,
@@ -54,13 +52,21 @@ REVIEW_TEXTS = (
     + REVIEWS_MIXED
     + REVIEWS_NEGATIVE
     + REVIEWS_NEGATIVE_FAKE
+    + REVIEWS_AUTHENTIC
 )
-_N_SHORT, _N_LONG, _N_MIXED, _N_NEG = (
+_N_SHORT, _N_LONG, _N_MIXED, _N_NEG, _N_NEG_FAKE, _N_AUTHENTIC = (
     len(REVIEWS_SHORT_POSITIVE),
     len(REVIEWS_LONG_POSITIVE),
     len(REVIEWS_MIXED),
     len(REVIEWS_NEGATIVE),
+    len(REVIEWS_NEGATIVE_FAKE),
+    len(REVIEWS_AUTHENTIC),
 )
+_LONG_AT = _N_SHORT
+_MIXED_AT = _LONG_AT + _N_LONG
+_NEG_AT = _MIXED_AT + _N_MIXED
+_NEG_FAKE_AT = _NEG_AT + _N_NEG
+_AUTHENTIC_AT = _NEG_FAKE_AT + _N_NEG_FAKE
 SUFFIXES = (
     tuple(f" {s}" if s else "" for s in PLAIN_SUFFIXES)
     + tuple(f" {s}" for s in REPLICA_TERMS)
@@ -68,13 +74,24 @@ SUFFIXES = (
 )
 _REPLICA_AT = len(PLAIN_SUFFIXES)
 _HARMLESS_AT = _REPLICA_AT + len(REPLICA_TERMS)
+# How counterfeiters adapt over the period: the share of their gap to the reference price
+# they close, and how much the share of genuine stock at full price grows.
+ADAPT_PRICE = 0.4
+ADAPT_CAMOUFLAGE = 0.25
 _DUPE_TERMS = np.array([REPLICA_TERMS.index("inspired"), REPLICA_TERMS.index("dupe")])
 
 
+_OCR_BRANDED = (OCR_GENUINE, OCR_REPLICA, OCR_CLAIMS)
+
+
 def ocr_texts(catalog: Catalog) -> tuple[str, ...]:
-    """All OCR strings: genuine templates x brands, replica templates x brands, unbranded."""
-    out = [t.replace("{B}", b.upper()) for t in OCR_GENUINE for b in catalog.brand_names]
-    out += [t.replace("{B}", b.upper()) for t in OCR_REPLICA for b in catalog.brand_names]
+    """All OCR strings: genuine, replica and claim templates x brands, then unbranded."""
+    out = [
+        t.replace("{B}", b.upper())
+        for templates in _OCR_BRANDED
+        for t in templates
+        for b in catalog.brand_names
+    ]
     return tuple(out) + OCR_UNBRANDED
 
 
@@ -111,13 +128,12 @@ def _listings(
     order = np.lexsort((t, owner))
     owner, t = owner[order], t[order]
     cf = s["is_cf"][owner]
-    persona = s["persona"][owner]
     tf = (t - period.start) / period.seconds
 
     # Brand: the store's home brand, another brand of its category (famous ones preferred by
     # counterfeiters), or any category (broad mix); rights-holder checks need a famous brand.
     branded = rng.random(m) < s["branded_share"][owner]
-    anycat = rng.random(m) < np.select([cf, persona == MULTIBRAND], [0.3, 0.2], 0.03)
+    anycat = rng.random(m) < s["p_anycat"][owner]
     bcat = np.where(anycat, rng.integers(0, len(catalog.categories), m), s["category"][owner])
     pick_famous = rng.random(m) < s["famous_pref"][owner]
     count = catalog.category_brand_count[bcat]
@@ -139,26 +155,23 @@ def _listings(
     )
     reference = np.round(catalog.brand_reference[brand] * catalog.product_factor[prod], 2)
 
-    # Price: counterfeiters drift towards genuine-looking prices later in the period.
-    adapt = np.select(
-        [persona == CF_CHEAP, persona == CF_PREMIUM], [1 + 1.0 * tf, 1 + 0.12 * tf], 1
-    )
-    center = s["price_center"][owner] * adapt
-    camo = rng.random(m) < s["camouflage"][owner]
-    center = np.where(camo, rng.uniform(0.9, 1.0, m), center)
-    ratio = center * np.exp(rng.normal(0, np.where(cf, 0.18, 0.06)))
-    ratio = np.clip(ratio, 0.05, np.where(cf, 0.97, 1.4))
+    # Price: counterfeiters drift towards genuine-looking prices later in the period (they
+    # close part of their gap to the reference, and mix in more genuine stock at full
+    # price); some listings sit at the store's other price level.
+    center = s["price_center"][owner]
+    center = np.where(cf, center + ADAPT_PRICE * tf * np.maximum(1 - center, 0), center)
+    alt = rng.random(m) < s["alt_price_share"][owner] + np.where(cf, ADAPT_CAMOUFLAGE * tf, 0)
+    center = np.where(alt, s["alt_price"][owner], center)
+    ratio = np.clip(center * np.exp(rng.normal(0, s["price_sigma"][owner])), 0.05, 1.6)
     unbranded_price = np.array([v[2] for v in CATEGORIES.values()])[pcat]
     unbranded_price = unbranded_price * catalog.product_factor[prod] * np.exp(rng.normal(0, 0.5, m))
     price = np.maximum(np.round(np.where(branded, reference * ratio, unbranded_price), 2), 0.5)
-    stock = np.where(
-        cf, rng.geometric(1 / 300, m), rng.geometric(np.where(persona == OUTLET, 1 / 80, 1 / 25))
-    ) - 1  # fmt: skip
+    stock = rng.geometric(1 / (1 + s["stock_mean"][owner])) - 1
 
     # Title: brand (or an adjective) + product + suffix; replica words fade as they adapt.
     replica = cf & branded & (rng.random(m) < s["replica_share"][owner] * (1 - 0.5 * tf))
     dupe = s["dupe_shop"][owner] & ~branded & (rng.random(m) < 0.5)
-    harmless = ~cf & (rng.random(m) < 0.06)
+    harmless = rng.random(m) < s["harmless_share"][owner]
     suffix = np.select(
         [replica, dupe, harmless],
         [_REPLICA_AT + rng.integers(0, len(REPLICA_TERMS), m),
@@ -168,15 +181,18 @@ def _listings(
     )  # fmt: skip
     nb = len(catalog.brand_names)
     head = np.where(branded, brand, nb + rng.integers(0, len(UNBRANDED_ADJECTIVES), m))
-    ocr_replica = cf & (rng.random(m) < s["replica_share"][owner] * 1.5 + 0.05)
+    # Image text: the brand's own print, replica slang, or an authenticity claim.
+    share = s["replica_share"][owner]
+    p_replica = np.where(share > 0, 1.5 * share + 0.05, 0.0)
+    u = rng.random(m)
+    kind = np.select([u < p_replica, u < p_replica + s["ocr_claim"][owner]], [1, 2], 0)
+    first_template = np.cumsum([0] + [len(t) for t in _OCR_BRANDED])[kind]
+    n_templates = np.array([len(t) for t in _OCR_BRANDED])[kind]
+    n_branded = sum(len(t) for t in _OCR_BRANDED)
     ocr = np.where(
         branded,
-        np.where(
-            ocr_replica,
-            (len(OCR_GENUINE) + rng.integers(0, len(OCR_REPLICA), m)) * nb + brand,
-            rng.integers(0, len(OCR_GENUINE), m) * nb + brand,
-        ),
-        (len(OCR_GENUINE) + len(OCR_REPLICA)) * nb + rng.integers(0, len(OCR_UNBRANDED), m),
+        (first_template + rand_below(rng, n_templates)) * nb + brand,
+        n_branded * nb + rng.integers(0, len(OCR_UNBRANDED), m),
     )
     ocr = np.where(rng.random(m) < 0.25, ocr, -1)
     return {
@@ -288,12 +304,14 @@ def _orders(
     # Shipping: from the declared region, or from a hub / production region.
     alt = rng.random(m) < s["p_ship_alt"][owner]
     ship = np.where(alt, s["ship_alt"][owner], s["declared"][owner])
-    cf = s["is_cf"][owner]
-    days = 1 + rng.gamma(2.0, 1.2, m) + 2 * (ship != s["declared"][owner]) + 3 * cf
+    # Delivery: carrier time, a longer haul from another region, and the store's own delay
+    # (handling, cross-border shipping), which varies from order to order.
+    delay = s["ship_delay"][owner] * rng.uniform(0.6, 1.4, m)
+    days = 1 + rng.gamma(2.0, 1.2, m) + 1.5 * (ship != s["declared"][owner]) + delay
     delivered = t + (days * DAY).astype(np.int64)
-    lost = (kind == REGULAR_ORDER) & (rng.random(m) < np.where(cf, 0.035, 0.01))
+    lost = (kind == REGULAR_ORDER) & (rng.random(m) < s["p_lost"][owner])
     lost |= delivered >= period.end  # still in transit when the period ends
-    returned = (kind == REGULAR_ORDER) & ~lost & (rng.random(m) < np.where(cf, 0.08, 0.035))
+    returned = (kind == REGULAR_ORDER) & ~lost & (rng.random(m) < s["p_return"][owner])
     cols.update(
         listing=listing,
         buyer=buyer,
@@ -315,12 +333,11 @@ def _disputes(
     """Disputes on orders; counterfeit complaints are noisy, and one triggers each check."""
     owner, kind = orders["owner"], orders["kind"]
     m = len(owner)
-    cf = s["is_cf"][owner]
     lost = orders["delivered_at"] < 0
     probs = np.stack(
         [
             s["p_cf_dispute"][owner],
-            np.where(cf, 0.012, 0.004),
+            s["p_not_described"][owner],
             np.where(lost, 0.5, 0.001),
             np.full(m, 0.002),
         ]
@@ -343,32 +360,33 @@ def _disputes(
     return sort_rows(cols, "owner", "opened_at")
 
 
-def _ratings(rng: np.random.Generator, persona: np.ndarray) -> np.ndarray:
-    """Star ratings of real buyers: buyers of cheap fakes are often unhappy."""
-    probs = np.select(
-        [(persona == CF_CHEAP)[:, None], (persona == CF_PREMIUM)[:, None]],
-        [np.array([0.18, 0.10, 0.12, 0.15, 0.45]), np.array([0.09, 0.05, 0.09, 0.2, 0.57])],
-        np.array([0.05, 0.03, 0.07, 0.20, 0.65]),
-    )
+def _ratings(rng: np.random.Generator, quality: np.ndarray) -> np.ndarray:
+    """Star ratings of real buyers: the worse the goods, the more unhappy buyers."""
+    happy = np.array([0.05, 0.03, 0.07, 0.20, 0.65])
+    unhappy = np.array([0.22, 0.11, 0.13, 0.15, 0.39])
+    probs = quality[:, None] * happy + (1 - quality[:, None]) * unhappy
     cum = np.cumsum(probs, axis=1)
-    return 1 + np.argmax(rng.random(len(persona))[:, None] < cum, axis=1)
+    return 1 + np.argmax(rng.random(len(quality))[:, None] < cum, axis=1)
 
 
 def _review_texts(
-    rng: np.random.Generator, rating: np.ndarray, cf: np.ndarray, short_pref: np.ndarray
+    rng: np.random.Generator, rating: np.ndarray, s: dict[str, np.ndarray], owner: np.ndarray
 ) -> np.ndarray:
     """Index into ``REVIEW_TEXTS`` for each review, by rating and the store's buyers."""
     m = len(rating)
+    short_pref = s["short_pref"][owner]
     short = rng.integers(0, _N_SHORT, m)
-    long_ = _N_SHORT + rng.integers(0, _N_LONG, m)
-    mixed = _N_SHORT + _N_LONG + rng.integers(0, _N_MIXED, m)
-    neg = _N_SHORT + _N_LONG + _N_MIXED + rng.integers(0, _N_NEG, m)
-    neg_fake = _N_SHORT + _N_LONG + _N_MIXED + _N_NEG + rng.integers(0, _N_NEG, m)
-    u = rng.random(m)
+    long_ = _LONG_AT + rng.integers(0, _N_LONG, m)
+    mixed = _MIXED_AT + rng.integers(0, _N_MIXED, m)
+    neg = _NEG_AT + rng.integers(0, _N_NEG, m)
+    neg_fake = _NEG_FAKE_AT + rng.integers(0, _N_NEG_FAKE, m)
+    authentic = _AUTHENTIC_AT + rng.integers(0, _N_AUTHENTIC, m)
+    u, v = rng.random(m), rng.random(m)
+    happy = np.where(v < s["p_authentic"][owner], authentic, short)
     return np.select(
-        [rating == 5, rating == 4, rating == 3, cf & (u < 0.5)],
-        [np.where(u < short_pref, short, long_),
-         np.where(u < 0.7 * short_pref, short, np.where(u < 0.85, long_, mixed)), mixed,
+        [rating == 5, rating == 4, rating == 3, v < s["p_fake_words"][owner]],
+        [np.where(u < short_pref, happy, long_),
+         np.where(u < 0.7 * short_pref, happy, np.where(u < 0.85, long_, mixed)), mixed,
          neg_fake],
         neg,
     )  # fmt: skip
@@ -381,12 +399,16 @@ def _reviews(
     ids: IdSpace,
     period: Period,
 ) -> dict[str, np.ndarray]:
-    """Reviews: about a third of ordinary orders, every burst order, a few without order."""
+    """Reviews: some of the ordinary orders, most burst orders, a few without an order.
+
+    Bought reviews come soon after their order, mostly five stars in a few words; careful
+    buyers of reviews have them written long, a few at four stars, to look believable.
+    """
     owner, kind = orders["owner"], orders["kind"]
     m = len(owner)
-    persona = s["persona"][owner]
     burst = kind == BURST_ORDER
-    has = burst | ((kind == REGULAR_ORDER) & (rng.random(m) < 0.3))
+    has = np.where(burst, rng.random(m) < s["burst_reviewed"][owner],
+                   (kind == REGULAR_ORDER) & (rng.random(m) < s["p_review"][owner]))  # fmt: skip
     base = np.where(orders["delivered_at"] < 0, orders["ordered_at"] + 12 * DAY,
                     orders["delivered_at"])  # fmt: skip
     created = np.where(
@@ -394,11 +416,16 @@ def _reviews(
         orders["ordered_at"] + rng.integers(8 * HOUR, 3 * DAY, m),
         base + rng.integers(5 * HOUR, 10 * DAY, m),
     )
-    rating = np.where(burst, 5, _ratings(rng, persona))
+    believable = rng.random(m) < s["burst_long"][owner]
+    rating = np.where(
+        burst,
+        np.where(believable & (rng.random(m) < 0.25), 4, 5),
+        _ratings(rng, s["quality"][owner]),
+    )
     text = np.where(
         burst,
-        rng.integers(0, _N_SHORT, m),
-        _review_texts(rng, rating, s["is_cf"][owner], s["short_pref"][owner]),
+        np.where(believable, _LONG_AT + rng.integers(0, _N_LONG, m), rng.integers(0, _N_SHORT, m)),
+        _review_texts(rng, rating, s, owner),
     )
     idx = np.flatnonzero(has & (created < np.minimum(s["close"][owner], period.end)))
 
@@ -409,7 +436,7 @@ def _reviews(
     f_owner, _ = repeat_rows(n_free)
     a, c = s["active_from"][f_owner], np.minimum(s["close"][f_owner], period.end)
     f_time = a + (rng.random(len(f_owner)) * np.maximum(c - a, 1)).astype(np.int64)
-    f_rating = _ratings(rng, s["persona"][f_owner])
+    f_rating = _ratings(rng, s["quality"][f_owner])
     cols = {
         "owner": np.concatenate([owner[idx], f_owner]),
         "order": np.concatenate([idx, np.full(len(f_owner), -1)]),
@@ -418,9 +445,7 @@ def _reviews(
         ),
         "created_at": np.concatenate([created[idx], f_time]),
         "rating": np.concatenate([rating[idx], f_rating]),
-        "text": np.concatenate(
-            [text[idx], _review_texts(rng, f_rating, s["is_cf"][f_owner], s["short_pref"][f_owner])]
-        ),
+        "text": np.concatenate([text[idx], _review_texts(rng, f_rating, s, f_owner)]),
     }
     return sort_rows(cols, "owner", "created_at")
 
@@ -456,6 +481,8 @@ def generate_block(
     s["ring_fake_buyers"] = np.where(s["ring"] >= 0, rings["fake_buyers"][r], 1)
     s["ring_devices"] = np.where(s["ring"] >= 0, rings["devices"][r], 1)
     s["ring_wifis"] = np.where(s["ring"] >= 0, rings["wifis"][r], 1)
+    s["ring_den_share"] = np.where(s["ring"] >= 0, rings["den_share"][r], 0.0)
+    s["ring_office"] = np.where(s["ring"] >= 0, rings["office"][r], -1)
     i, j = np.searchsorted(plan.labels["store"], [lo, hi])
     labels = {k: v[i:j] for k, v in plan.labels.items()}
     labels["owner"] = labels["store"] - lo

@@ -11,11 +11,19 @@ formats them;
 each table is streamed to one Parquet file, so memory stays bounded at a million stores. The
 same seed and store count give byte-identical files.
 
-The signals counterfeiters leave (low prices, basic storefronts, shared devices and IPs, fake
-review bursts, counterfeit disputes, ship-from regions) are all present, each with honest
-look-alikes (authorised outlets, small shops, carrier NAT, false complaints, fulfilment hubs),
-so that no single signal ranks stores well on its own; counterfeiters also drift towards
-genuine-looking prices and storefronts over the period.
+The signals counterfeiters leave (low prices, basic storefronts, bulk stock, slow shipping,
+shared devices and IPs, fake review bursts, fake complaints, counterfeit disputes, replica
+slang, ship-from regions) are all present, and they overlap the way they do in real
+marketplaces: most behaviours follow a store's "look" (``features.synth.plan``), whose
+distribution only leans with the truth. Genuine wholesalers declare bulk stock, grey-market
+and cross-border sellers are cheap and slow, discounters sell far below reference, family
+businesses, agencies and co-working tenants share devices and Wi-Fi (some with a ring), and
+buyers of genuine goods write "not fake!" reviews; premium fakes price near or above the
+reference, ship fast from domestic warehouses, use custom storefronts and believable bought
+reviews, and their slang is partly unknown to any fixed word list. No single feature ranks
+stores well on its own (``tests/features/synth/test_synth_realism.py`` measures every feature
+of the built table); counterfeiters also drift towards genuine-looking prices and storefronts
+over the period.
 """
 
 from __future__ import annotations
