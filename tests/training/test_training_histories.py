@@ -73,7 +73,7 @@ def test_histories_train_register_and_score_every_store(tracking, cli, tmp_path,
 def test_the_truth_is_for_evaluation_only(tracking, cli, tmp_path):
     """Training with and without --truth gives the same model, and the same holdout figures."""
     histories = tmp_path / "market"
-    assert cli("synth", "--stores", 1500, "--seed", 9, "--out", histories).exit_code == 0
+    assert cli("synth", "--stores", 2500, "--seed", 9, "--out", histories).exit_code == 0
     summaries = []
     for extra in ([], ["--truth", histories / "truth.parquet"]):
         trained = cli("train", "--histories", histories, "--seed", 2, "--json", *extra)
