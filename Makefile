@@ -6,7 +6,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 RUN := $(UV) run --frozen --all-extras
 DEMO_DIR ?= demo
-DEMO_STORES ?= 20000
+DEMO_STORES ?= 60000
 DEMO_SEED ?= 7
 DEMO_TRIALS ?= 20
 

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 DEMO_DIR=${DEMO_DIR:-demo}
-DEMO_STORES=${DEMO_STORES:-20000}
+DEMO_STORES=${DEMO_STORES:-60000}
 DEMO_SEED=${DEMO_SEED:-7}
 DEMO_TRIALS=${DEMO_TRIALS:-20}
 PROJECT_DIR=$(cd "$(dirname "$0")/.." && pwd)

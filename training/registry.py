@@ -170,7 +170,8 @@ def _first_model_gates(
         return (
             False,
             (
-                "first model does not beat the baselines: PR-AUC difference (95% interval) "
+                "first model not shown non-inferior to the baselines: PR-AUC difference "
+                "(95% interval) "
                 f"{'; '.join(lost)} reaches below -{gates.margin}"
             ),
             intervals,
