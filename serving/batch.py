@@ -16,11 +16,11 @@ from mlflow.exceptions import MlflowException
 
 from features import FeaturesError
 from features.scoring.model import scorer_of
-from features.scoring.reasons import REASON_COLUMNS
+from features.scoring.reasons import EXPLANATION_COLUMNS, MITIGATING_REASONS, RISK_REASONS
 from features.spec import KEY
 from serving import ServingError
 
-OUTPUT_COLUMNS = [KEY, "score", "rank", *REASON_COLUMNS, "reasons"]
+OUTPUT_COLUMNS = [KEY, "score", "rank", "raw_score", *EXPLANATION_COLUMNS]
 
 
 def load_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
@@ -48,20 +48,26 @@ def features_from_histories(directory: str | Path) -> pd.DataFrame:
     return features
 
 
-def score_stores(model: mlflow.pyfunc.PyFuncModel, features: pd.DataFrame) -> pd.DataFrame:
-    """Score and rank every store (rank 1 = riskiest) with its reasons.
+def score_stores(
+    model: mlflow.pyfunc.PyFuncModel,
+    features: pd.DataFrame,
+    risk_k: int = RISK_REASONS,
+    mitigating_k: int = MITIGATING_REASONS,
+) -> pd.DataFrame:
+    """Score and rank every store (rank 1 = riskiest) with its reasons both ways.
 
     The scorer inside the model converts the table once (``CounterfeitScorer.score_frame``,
     the same code ``model.predict`` runs). Ties in the calibrated score (a step-shaped
     calibrator maps many raw scores to one) are broken by the raw booster score, then by
-    store id, so the order is total and reproducible.
+    store id, so the order is total and reproducible. ``risk_k`` and ``mitigating_k`` cap
+    the reasons each way.
 
     Raises:
         ScoringError: The table lacks a feature column of the model, or has a bad value.
     """
     if KEY not in features.columns:
         raise ServingError(f"the feature table has no {KEY!r} column")
-    scored = scorer_of(model).score_frame(features)
+    scored = scorer_of(model).score_frame(features, risk_k, mitigating_k)
     scored.insert(0, KEY, features[KEY].to_numpy())
     return rank(scored)[OUTPUT_COLUMNS]
 

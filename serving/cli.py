@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from features.cli import FeaturesOpt, HistoriesOpt, LinksOpt, fail
+from features.scoring.reasons import MITIGATING_REASONS, RISK_REASONS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,8 +58,20 @@ def score(
     top: Annotated[
         int, typer.Option(min=0, help="Print the riskiest N stores of the queue (0: none).")
     ] = 10,
+    reasons: Annotated[
+        int, typer.Option(min=0, help="Risk-raising reasons per store at most.")
+    ] = RISK_REASONS,
+    mitigating: Annotated[
+        int, typer.Option(min=0, help="Mitigating (risk-lowering) reasons per store at most.")
+    ] = MITIGATING_REASONS,
 ) -> None:
-    """Score every store: store_id, score, rank and its top reasons."""
+    """Score every store: score, rank, base value and its reasons both ways.
+
+    Every score comes with its explanation in log-odds (base_value + contributions =
+    raw_score): the top risk-raising reasons, the top mitigating ones, and the contribution
+    of each feature group. Each reason names the feature, the store's value, what is normal
+    among genuine stores and the store's percentile among them.
+    """
     if (histories is None) == (features is None):
         raise typer.BadParameter("give exactly one of --histories DIR or --features FILE")
     if histories is not None and (labels is not None or links is not None):
@@ -82,7 +95,7 @@ def score(
             table = batch.features_from_histories(histories)
         else:
             table = scoring_table(features, links, labels)
-        scored = batch.score_stores(loaded, table)
+        scored = batch.score_stores(loaded, table, reasons, mitigating)
         path = write_table(scored, out)
     except (FeaturesError, ServingError, MlflowException) as exc:
         raise fail(str(exc)) from exc

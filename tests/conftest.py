@@ -218,6 +218,7 @@ def make_tiny_scorer(calibrator: dict | None = None):
 
     from features.scoring.encoding import category_levels, encode_features
     from features.scoring.model import CounterfeitScorer
+    from features.scoring.reference import fit_reference
     from features.spec import Feature, FeatureSpec
 
     rng = np.random.default_rng(0)
@@ -243,7 +244,8 @@ def make_tiny_scorer(calibrator: dict | None = None):
     params = {"verbosity": -1, "min_data_in_leaf": 5, "num_threads": 1, "deterministic": True}
     booster = lgb.train(params, dataset, num_boost_round=20)
     calibrator = calibrator or {"method": "sigmoid", "a": 1, "b": 0}
-    return CounterfeitScorer.from_parts(booster, calibrator, spec, levels), frame
+    reference = fit_reference(encode_features(frame[y == 0], spec, levels), spec)
+    return CounterfeitScorer.from_parts(booster, calibrator, spec, levels, reference), frame
 
 
 @pytest.fixture(scope="session")

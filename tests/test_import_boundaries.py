@@ -62,6 +62,7 @@ def test_scoring_imports_nothing_of_the_project_but_the_spec():
         "features.scoring.encoding",
         "features.scoring.model",
         "features.scoring.reasons",
+        "features.scoring.reference",
     }
     assert loaded["heavy"] == []  # LightGBM too is imported only when a model loads
 

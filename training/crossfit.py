@@ -22,6 +22,7 @@ import pandas as pd
 from features.byo import LABEL
 from features.scoring.encoding import category_levels, encode_features
 from features.scoring.model import CounterfeitScorer
+from features.scoring.reference import fit_reference
 from features.spec import AS_OF, FeatureSpec
 from training import TrainingError
 from training.calibration import fit_calibrator
@@ -295,5 +296,8 @@ def fit_model(
         crossfitted.oof_raw, y[crossfitted.oof_rows], sigmoid_below_positives
     )
     booster = refit(frame, spec, levels, params, crossfitted.rounds)
-    scorer = CounterfeitScorer.from_parts(booster, calibrator, spec, levels)
+    # What is normal, for the reasons: every feature among the genuine rows it trained on.
+    genuine = encode_features(frame[y == 0], spec, levels)
+    reference = fit_reference(genuine, spec)
+    scorer = CounterfeitScorer.from_parts(booster, calibrator, spec, levels, reference)
     return FittedModel(scorer, crossfitted, len(frame), int(y.sum()))

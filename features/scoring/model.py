@@ -6,7 +6,9 @@ the model lives here. Artifacts (plain text, so a human can read them):
 * ``booster``: the LightGBM booster saved as text;
 * ``calibrator``: JSON (see ``features.scoring.calibrator``);
 * ``feature_spec``: the FeatureSpec JSON;
-* ``category_levels``: JSON ``{feature: [level, ...]}``; a level's code is its position.
+* ``category_levels``: JSON ``{feature: [level, ...]}``; a level's code is its position;
+* ``genuine_reference``: JSON, each feature among the genuine stores it trained on
+  (``features.scoring.reference``); absent in models trained before it existed.
 
 The model ships ``features/spec.py`` and ``features/scoring/`` as its only code
 (``code_paths``), and its signature declares each feature with the type a written feature
@@ -32,7 +34,15 @@ import pandas as pd
 from features.scoring import ScoringError
 from features.scoring.calibrator import apply_calibrator
 from features.scoring.encoding import RecordEncoder, check_columns, encode_features, model_input
-from features.scoring.reasons import REASON_COLUMNS, Reason, reason_columns, top_reasons
+from features.scoring.reasons import (
+    EXPLANATION_COLUMNS,
+    MITIGATING_REASONS,
+    RISK_REASONS,
+    Explainer,
+    Explanation,
+    explanation_columns,
+)
+from features.scoring.reference import GenuineReference
 from features.spec import FeatureSpec
 
 if TYPE_CHECKING:
@@ -45,8 +55,11 @@ ARTIFACT_FILES = {
     "calibrator": "calibrator.json",
     "feature_spec": "feature_spec.json",
     "category_levels": "category_levels.json",
+    "genuine_reference": "genuine_reference.json",
 }
-OUTPUT_COLUMNS = ["score", "raw_score", *REASON_COLUMNS, "reasons"]
+OUTPUT_COLUMNS = ["score", "raw_score", *EXPLANATION_COLUMNS]
+# ``predict`` params (declared in the signature): how many reasons each way.
+REASON_PARAMS = {"risk_reasons": RISK_REASONS, "mitigating_reasons": MITIGATING_REASONS}
 # MLflow signature type of each spec dtype: the types of a written feature table.
 SIGNATURE_TYPES = {"float": "double", "int": "long", "bool": "boolean", "category": "string"}
 
@@ -58,14 +71,15 @@ class Scored:
     Attributes:
         score: Calibrated probabilities.
         raw: Raw booster log-odds (a tie-breaker for ranking).
-        contributions: SHAP contributions (rows x features + bias), log-odds.
-        reasons: Each row's top risk-raising reasons.
+        contributions: SHAP contributions (rows x features + bias), log-odds; each row sums
+            to its raw score.
+        explanations: Each row's reasons both ways and group sums.
     """
 
     score: np.ndarray
     raw: np.ndarray
     contributions: np.ndarray
-    reasons: list[list[Reason]]
+    explanations: list[Explanation]
 
 
 class CounterfeitScorer(mlflow.pyfunc.PythonModel):
@@ -73,9 +87,12 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
 
     Build it in-process with ``from_parts`` (training) or let MLflow call ``load_context``
     (serving). ``predict`` returns one row per input row with ``score`` (calibrated
-    probability), ``raw_score`` (log-odds, a tie-breaker for ranking), ``reason_1..3`` and
-    ``reasons`` (JSON: feature, value, contribution, text). ``score_records`` is the fast
-    path for a few stores given as plain mappings.
+    probability), ``raw_score`` (log-odds, a tie-breaker for ranking), ``base_value``
+    (``base_value`` + contributions = ``raw_score``), ``reason_1..3`` (texts), ``reasons`` and
+    ``mitigating`` (JSON lists, see ``features.scoring.reasons.Reason``) and ``groups`` (JSON:
+    contribution per feature group). ``predict`` params ``risk_reasons`` and
+    ``mitigating_reasons`` set how many reasons each way (default 5 and 3).
+    ``score_records`` is the fast path for a few stores given as plain mappings.
     """
 
     # Input is checked against the FeatureSpec in ``predict`` and the model is logged with an
@@ -89,6 +106,8 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
         self.spec_: FeatureSpec | None = None
         self.levels_: dict[str, list[str]] = {}
         self.records_: RecordEncoder | None = None
+        self.reference_: GenuineReference | None = None
+        self.explainer_: Explainer | None = None
 
     @classmethod
     def from_parts(
@@ -97,10 +116,11 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
         calibrator: dict[str, Any],
         spec: FeatureSpec,
         levels: dict[str, list[str]],
+        reference: GenuineReference | None = None,
     ) -> CounterfeitScorer:
         """A ready scorer from fitted parts, without going through files."""
         scorer = cls()
-        scorer._load(booster, calibrator, spec, levels)
+        scorer._load(booster, calibrator, spec, levels, reference)
         return scorer
 
     def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
@@ -110,11 +130,16 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
         import lightgbm as lgb
 
         paths = context.artifacts
+        reference = None
+        if "genuine_reference" in paths:
+            data = json.loads(Path(paths["genuine_reference"]).read_text())
+            reference = GenuineReference.from_dict(data)
         self._load(
             lgb.Booster(model_file=paths["booster"]),
             json.loads(Path(paths["calibrator"]).read_text()),
             FeatureSpec.from_json(Path(paths["feature_spec"]).read_text()),
             json.loads(Path(paths["category_levels"]).read_text()),
+            reference,
         )
 
     def _load(
@@ -123,6 +148,7 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
         calibrator: dict[str, Any],
         spec: FeatureSpec,
         levels: dict[str, list[str]],
+        reference: GenuineReference | None = None,
     ) -> None:
         """Set every piece of fitted state at once, and what is derived from it."""
         if booster.num_feature() != len(spec):
@@ -136,6 +162,8 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
             levels,
         )
         self.records_ = RecordEncoder(spec, levels)
+        self.reference_ = reference
+        self.explainer_ = Explainer(spec, levels, reference)
 
     @property
     def spec(self) -> FeatureSpec:
@@ -151,7 +179,11 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
         )
 
     def explain(
-        self, matrix: np.ndarray, categories: Mapping[int, Sequence[object]] | None = None
+        self,
+        matrix: np.ndarray,
+        categories: Mapping[int, Sequence[object]] | None = None,
+        risk_k: int = RISK_REASONS,
+        mitigating_k: int = MITIGATING_REASONS,
     ) -> Scored:
         """Score an encoded matrix and explain every row.
 
@@ -159,6 +191,8 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
             matrix: Rows x spec features, float64 (``encode_features`` or ``records_``).
             categories: Original levels of the categorical features by column index, for
                 the reason text (the matrix holds only their codes).
+            risk_k: Risk-raising reasons per row at most.
+            mitigating_k: Mitigating reasons per row at most.
         """
         raw = self.booster_.predict(matrix, raw_score=True)
         # Native TreeSHAP: one column per feature plus the bias, in log-odds units.
@@ -167,11 +201,24 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
             score=apply_calibrator(self.calibrator_, raw),
             raw=raw,
             contributions=contributions,
-            reasons=top_reasons(contributions, matrix, self.spec, categories),
+            explanations=self.explainer_.explain(
+                contributions, matrix, categories, risk_k, mitigating_k
+            ),
         )
 
-    def score_frame(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Score a feature table (extra columns ignored): ``OUTPUT_COLUMNS``, input order."""
+    def score_frame(
+        self,
+        frame: pd.DataFrame,
+        risk_k: int = RISK_REASONS,
+        mitigating_k: int = MITIGATING_REASONS,
+    ) -> pd.DataFrame:
+        """Score a feature table (extra columns ignored): ``OUTPUT_COLUMNS``, input order.
+
+        Args:
+            frame: Feature table with the spec's columns.
+            risk_k: Risk-raising reasons per row at most.
+            mitigating_k: Mitigating reasons per row at most.
+        """
         check_columns(frame, self.spec)
         matrix = encode_features(frame, self.spec, self.levels_)
         categories = {
@@ -179,17 +226,23 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
             for j, f in enumerate(self.spec)
             if f.dtype == "category"
         }
-        scored = self.explain(matrix, categories)
+        scored = self.explain(matrix, categories, risk_k, mitigating_k)
         out = pd.DataFrame({"score": scored.score, "raw_score": scored.raw})
-        for name, column in reason_columns(scored.reasons).items():
+        for name, column in explanation_columns(scored.explanations).items():
             out[name] = column
         return out[OUTPUT_COLUMNS]
 
-    def score_records(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def score_records(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        risk_k: int = RISK_REASONS,
+        mitigating_k: int = MITIGATING_REASONS,
+    ) -> list[dict[str, Any]]:
         """Score a few stores given as ``{feature: value}`` mappings: the online fast path.
 
         Returns:
-            Per store: ``score``, ``raw_score`` and ``reasons`` (list of reason dicts).
+            Per store: ``score``, ``raw_score``, ``base_value``, ``reasons`` and
+            ``mitigating`` (lists of reason dicts) and ``groups``.
         """
         matrix = self.records_.matrix(records)
         categories = {
@@ -197,12 +250,12 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
             for j, f in enumerate(self.spec)
             if f.dtype == "category"
         }
-        scored = self.explain(matrix, categories)
+        scored = self.explain(matrix, categories, risk_k, mitigating_k)
         return [
             {
                 "score": float(scored.score[i]),
                 "raw_score": float(scored.raw[i]),
-                "reasons": [r.to_dict() for r in scored.reasons[i]],
+                **scored.explanations[i].to_dict(),
             }
             for i in range(len(records))
         ]
@@ -212,11 +265,17 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
 
         Args:
             model_input: DataFrame with the spec's feature columns (extra columns ignored).
+            params: ``risk_reasons`` and ``mitigating_reasons`` (``REASON_PARAMS``).
 
         Returns:
             DataFrame with ``OUTPUT_COLUMNS``, same row order as the input.
         """
-        return self.score_frame(pd.DataFrame(model_input))
+        params = {**REASON_PARAMS, **(params or {})}
+        return self.score_frame(
+            pd.DataFrame(model_input),
+            int(params["risk_reasons"]),
+            int(params["mitigating_reasons"]),
+        )
 
 
 def write_artifacts(
@@ -225,6 +284,7 @@ def write_artifacts(
     calibrator: dict[str, Any],
     spec: FeatureSpec,
     levels: dict[str, list[str]],
+    reference: GenuineReference | None = None,
 ) -> dict[str, str]:
     """Write the model's artifacts into ``directory`` and return MLflow's artifacts mapping.
 
@@ -234,6 +294,7 @@ def write_artifacts(
         calibrator: Calibrator JSON data.
         spec: FeatureSpec of the booster's columns.
         levels: Category levels.
+        reference: Genuine-store references (written when given).
 
     Returns:
         ``{artifact key: file path}`` for ``mlflow.pyfunc.log_model(artifacts=...)``.
@@ -244,6 +305,10 @@ def write_artifacts(
     paths["calibrator"].write_text(json.dumps(calibrator, indent=1))
     paths["feature_spec"].write_text(spec.to_json())
     paths["category_levels"].write_text(json.dumps(levels, indent=1, sort_keys=True))
+    if reference is None:
+        del paths["genuine_reference"]
+    else:
+        paths["genuine_reference"].write_text(json.dumps(reference.to_dict()))
     return {key: str(path) for key, path in paths.items()}
 
 
@@ -308,7 +373,12 @@ def pyfunc_arguments(
     return {
         "python_model": CounterfeitScorer(),
         "artifacts": write_artifacts(
-            directory, scorer.booster_, scorer.calibrator_, scorer.spec, scorer.levels_
+            directory,
+            scorer.booster_,
+            scorer.calibrator_,
+            scorer.spec,
+            scorer.levels_,
+            scorer.reference_,
         ),
         "signature": model_signature(scorer.spec, scorer.score_frame(example)),
         "input_example": example,
@@ -353,12 +423,13 @@ def code_paths(directory: str | Path) -> list[str]:
 
 
 def model_signature(spec: FeatureSpec, output: pd.DataFrame) -> ModelSignature:
-    """Signature: each feature with its written type, and the output's columns."""
+    """Signature: each feature with its written type, the output's columns, the params."""
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema
 
     inputs = Schema([ColSpec(SIGNATURE_TYPES[f.dtype], f.name) for f in spec])
-    return ModelSignature(inputs=inputs, outputs=infer_signature(None, output).outputs)
+    inferred = infer_signature(None, output, params=REASON_PARAMS)
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs, params=inferred.params)
 
 
 def scorer_of(model: mlflow.pyfunc.PyFuncModel) -> CounterfeitScorer:

@@ -25,7 +25,8 @@ def scored(byo_model, cli, tmp_path) -> pd.DataFrame:
 def test_every_store_gets_score_rank_and_reasons(scored, byo_model):
     features = pd.read_parquet(byo_model.data.features)
     assert list(scored.columns) == [
-        "store_id", "score", "rank", "reason_1", "reason_2", "reason_3", "reasons",
+        "store_id", "score", "rank", "raw_score", "base_value", "reason_1", "reason_2",
+        "reason_3", "reasons", "mitigating", "groups",
     ]  # fmt: skip
     assert sorted(scored["store_id"]) == sorted(features["store_id"])
     assert scored["rank"].tolist() == list(range(1, len(features) + 1))
@@ -36,11 +37,15 @@ def test_every_store_gets_score_rank_and_reasons(scored, byo_model):
     assert (top["reason_1"].str.len() > 0).all()
     for row in top.itertuples():
         reasons = json.loads(row.reasons)
-        assert len(reasons) in (1, 2, 3)
+        assert 1 <= len(reasons) <= 5
         assert reasons[0]["text"] == row.reason_1
         contributions = [r["contribution"] for r in reasons]
         assert contributions == sorted(contributions, reverse=True) and contributions[-1] > 0
-        assert {"feature", "value", "contribution", "text"} <= set(reasons[0])
+        assert {"feature", "group", "value", "normal", "percentile", "impact", "text"} <= set(
+            reasons[0]
+        )
+        mitigating = [r["contribution"] for r in json.loads(row.mitigating)]
+        assert mitigating == sorted(mitigating) and all(c < 0 for c in mitigating)
 
 
 def test_scores_separate_known_counterfeits(scored, byo_model):
@@ -117,3 +122,29 @@ def test_ties_in_the_score_are_ranked_by_raw_score_then_store_id(make_scorer, sa
     assert ranked["store_id"].tolist() == expected
     assert ranked["rank"].tolist() == list(range(1, 32))
     assert raw.nunique() >= 3  # the raw scores differ: the tie-break had something to order
+
+
+def test_reason_counts_are_options_and_link_reasons_carry_their_counts(byo_model, cli, tmp_path):
+    data = byo_model.data
+    out = tmp_path / "scores.csv"
+    result = cli(
+        "score", "--features", data.features, "--links", data.links, "--labels", data.labels,
+        "--model", f"models:/{byo_model.model_name}/1", "--out", out, "--reasons", 2,
+        "--mitigating", 1, "--top", 0,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    scored = pd.read_csv(out)
+    risk = [json.loads(cell) for cell in scored["reasons"]]
+    mitigating = [json.loads(cell) for cell in scored["mitigating"]]
+    assert max(map(len, risk)) == 2 and max(map(len, mitigating)) == 1
+    link_reasons = [r for rows in risk + mitigating for r in rows if r["group"] == "link_graph"]
+    assert link_reasons, "no link-graph reason among the scored stores"
+    assert all({"linked_stores", "known_counterfeit"} <= set(r) for r in link_reasons)
+    assert all(0 <= r["known_counterfeit"] <= r["linked_stores"] for r in link_reasons)
+    # Every reason of a model trained here knows what is normal among genuine stores.
+    assert all("genuine stores:" in r["text"] for rows in risk for r in rows)
+    refused = cli(
+        "score", "--features", data.features, "--model", f"models:/{byo_model.model_name}/1",
+        "--out", out, "--reasons", -1,
+    )  # fmt: skip
+    assert refused.exit_code == 2

@@ -100,7 +100,8 @@ def test_unseen_categories_are_missing_and_counts_show_as_ints(tiny_scorer):
     assert out.loc[2, "score"] > out.loc[1, "score"]
     reasons = json.loads(out.loc[2, "reasons"])
     n_reason = next(r for r in reasons if r["feature"] == "n")
-    assert n_reason["value"] == 4 and n_reason["text"] == "n is 4"
+    assert n_reason["value"] == 4
+    assert n_reason["text"] == f"n is 4 (genuine stores: {n_reason['normal']:g})"
 
 
 def test_model_input_has_the_types_of_a_written_feature_table(tiny_scorer):
@@ -141,5 +142,6 @@ def test_a_saved_model_ships_only_the_spec_and_the_scoring_code(tiny_scorer, sav
         "features/scoring/encoding.py",
         "features/scoring/model.py",
         "features/scoring/reasons.py",
+        "features/scoring/reference.py",
         "features/spec.py",
     ]
