@@ -20,22 +20,22 @@ unset MLFLOW_TRACKING_URI
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "1/6 Generate a synthetic marketplace ($DEMO_STORES stores, seed $DEMO_SEED)"
+step "1/7 Generate a synthetic marketplace ($DEMO_STORES stores, seed $DEMO_SEED)"
 $RUN spotcheck synth --stores "$DEMO_STORES" --seed "$DEMO_SEED" --out histories --force
 
-step "2/6 Validate it against the store-history contract"
+step "2/7 Validate it against the store-history contract"
 $RUN spotcheck validate histories
 
-step "3/6 Build point-in-time store features as of the end of the histories"
+step "3/7 Build point-in-time store features as of the end of the histories"
 $RUN spotcheck features --histories histories --out features.parquet
 
-step "4/6 Tune ($DEMO_TRIALS Optuna trials, cross-validated), train, calibrate and register a challenger"
+step "4/7 Tune ($DEMO_TRIALS Optuna trials, cross-validated), train, calibrate and register a challenger"
 # --truth: the synthetic marketplace knows every store's truth; it is used to report the
 # model against all stores not labelled before the test period, never to fit or gate it.
 $RUN spotcheck train --histories histories --trials "$DEMO_TRIALS" --seed "$DEMO_SEED" \
     --model-name "$MODEL_NAME" --truth histories/truth.parquet
 
-step "5/6 Gated promotion: challenger -> champion"
+step "5/7 Gated promotion: challenger -> champion"
 status=0
 $RUN spotcheck promote --model-name "$MODEL_NAME" || status=$?
 if [ "$status" -ne 0 ] && [ "$status" -ne 3 ]; then exit "$status"; fi
@@ -47,9 +47,13 @@ if [ "$status" -eq 3 ]; then
     ALIAS=challenger
 fi
 
-step "6/6 Score every store with the $ALIAS: the spot-check queue"
+step "6/7 Score every store with the $ALIAS, each score with its reasons both ways"
 $RUN spotcheck score --histories histories --model "models:/$MODEL_NAME@$ALIAS" \
-    --out scores.parquet
+    --out scores.parquet --top 5
 
-printf '\nOutputs in %s/: histories/, features.parquet, scores.parquet, mlflow.db, mlruns/\n' "$PWD"
+step "7/7 The spot-check queue: 50 test-buys, one per ring, 10% drawn at random"
+$RUN spotcheck queue --histories histories --model "models:/$MODEL_NAME@$ALIAS" \
+    --budget 50 --explore 0.1 --seed "$DEMO_SEED" --out queue
+
+printf '\nOutputs in %s/: histories/, features.parquet, scores.parquet, queue/ (queue.parquet, rings.parquet, queue.html), mlflow.db, mlruns/\n' "$PWD"
 printf 'Browse runs and the registry: cd %s && %s mlflow ui --backend-store-uri sqlite:///mlflow.db\n' "$PWD" "$RUN"

@@ -13,7 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from features.cli import FeaturesOpt, HistoriesOpt, LinksOpt, fail
-from features.scoring.reasons import MITIGATING_REASONS, RISK_REASONS
+
+# The defaults of features.scoring.reasons (RISK_REASONS, MITIGATING_REASONS), written out so
+# that `spotcheck --help` does not import pandas; a test keeps them equal.
+RISK_REASONS = 5
+MITIGATING_REASONS = 3
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -21,18 +25,20 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
 
-def _print_queue_head(scored: pd.DataFrame, top: int) -> None:
-    """Print the head of the spot-check queue: rank, store, score and its top reason."""
+def _print_queue_head(scored: pd.DataFrame, top: int, order: str = "rank") -> None:
+    """Print the head of the spot-check queue: its order, store, score and top reason."""
     if top <= 0:
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"spot-check queue: riskiest {min(top, len(scored))} stores")
-    for column in ("rank", "store_id", "score", "top reason"):
-        table.add_column(column, justify="right" if column in ("rank", "score") else "left")
+    for column in (order, "store_id", "score", "top reason"):
+        table.add_column(column, justify="right" if column in (order, "score") else "left")
     for row in scored.head(top).itertuples(index=False):
-        table.add_row(str(row.rank), str(row.store_id), f"{row.score:.3f}", str(row.reason_1))
+        table.add_row(
+            str(getattr(row, order)), str(row.store_id), f"{row.score:.3f}", str(row.reason_1)
+        )
     Console().print(table)
 
 
@@ -101,3 +107,85 @@ def score(
         raise fail(str(exc)) from exc
     typer.echo(f"scored {len(scored)} stores with {model} -> {path}", err=True)
     _print_queue_head(scored, top)
+
+
+@app.command()
+def queue(
+    model: Annotated[
+        str,
+        typer.Option(
+            help="models:/NAME@champion, models:/NAME/3 or runs:/RUN_ID/model.",
+            show_default=False,
+        ),
+    ],
+    budget: Annotated[int, typer.Option(min=1, help="Stores to test-buy.", show_default=False)],
+    out: Annotated[Path, typer.Option(help="Output directory.", show_default=False)],
+    histories: HistoriesOpt = None,
+    features: FeaturesOpt = None,
+    links: LinksOpt = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Known labels (with --features): left out of the queue, counted by links.",
+            show_default=False,
+        ),
+    ] = None,
+    per_ring: Annotated[
+        int, typer.Option(min=1, help="Model picks per ring (stores sharing devices) at most.")
+    ] = 1,
+    explore: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of the budget drawn uniformly at random (probabilities recorded).",
+        ),
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the random draw.")] = 0,
+    max_ring_size: Annotated[
+        int, typer.Option(min=2, help="Larger groups of linked stores are not rings.")
+    ] = 30,
+    table_format: Annotated[
+        str, typer.Option("--format", help="Table format: parquet or csv.")
+    ] = "parquet",
+    top: Annotated[int, typer.Option(min=0, help="Print the first N picks (0: none).")] = 10,
+) -> None:
+    """Write the stores to test-buy next: queue table, rings and an HTML page.
+
+    Labelled stores are left out; at most --per-ring model picks come from one ring (stores
+    joined through the devices, Wi-Fi or IPs they share now); --explore spends that share of
+    the budget on a uniform random draw among the other unlabelled stores, each pick with
+    its selection probability, so the model can later be evaluated without bias.
+    """
+    if (histories is None) == (features is None):
+        raise typer.BadParameter("give exactly one of --histories DIR or --features FILE")
+    if histories is not None and (labels is not None or links is not None):
+        raise typer.BadParameter("--labels/--links go with --features; histories carry their own")
+    if table_format not in ("parquet", "csv"):
+        raise typer.BadParameter(f"{table_format!r}: use parquet or csv", param_hint="--format")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow.exceptions import MlflowException
+
+    from features import FeaturesError
+    from features.tracking import connect
+    from serving import ServingError, batch
+    from serving import queue as spot_queue
+
+    try:
+        plan = spot_queue.QueuePlan(budget, per_ring, explore, seed, max_ring_size)
+        connect()
+        loaded = batch.load_model(model)
+        inputs = spot_queue.queue_inputs(histories, features, links, labels)
+        scored = batch.score_stores(loaded, inputs.features)
+        rings = spot_queue.ring_ids(scored[spot_queue.KEY], inputs.links, max_ring_size)
+        built = spot_queue.build_queue(scored, rings, inputs.labels, plan)
+        paths = spot_queue.write_queue(built, out, f"Spot-check queue ({model})", table_format)
+    except (FeaturesError, ServingError, MlflowException) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(
+        f"queue of {len(built.picks)} stores from {built.eligible:,} unlabelled "
+        f"({built.labelled_left_out:,} labelled left out); expected counterfeit found "
+        f"{built.expected_counterfeit:.1f} -> {', '.join(map(str, paths))}",
+        err=True,
+    )
+    _print_queue_head(built.picks, top, order="pick")

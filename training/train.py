@@ -56,6 +56,7 @@ from training.settings import Settings, load_settings
 
 SLICE_COLUMN = "category"
 DEFAULT_BUDGET = 50
+DEPENDENCE_PLOTS = 4  # dependence plots of the top features by mean |SHAP|
 
 
 @dataclass(frozen=True)
@@ -302,14 +303,12 @@ def _log_reports(
             y, {"model": holdout.probability, **logistic_p}
         ),
         "plots/feature_importance.png": plots.importance_chart(importance),
-        "plots/shap_summary.png": plots.shap_beeswarm(
-            booster, data.frame, final.scorer.spec, final.scorer.levels_, seed
-        ),
     }
     for path, figure in figures.items():
         mlflow.log_figure(figure, path)
         plots.close(figure)
     mlflow.log_table(importance, "metrics/feature_importance.json")
+    _log_global_explanations(final, data, seed)
     frame = parts.test.copy()
     frame[registry.MODEL_RAW], frame[registry.MODEL_SCORE] = holdout.raw, holdout.probability
     for name, values in scores.items():
@@ -318,6 +317,32 @@ def _log_reports(
     keys = [c for c in (KEY, AS_OF) if c in data.frame.columns]
     tracking.log_frame(data.frame[keys], tracking.TRAINING_KEYS_ARTIFACT)
     return importance
+
+
+def _log_global_explanations(final: FittedModel, data: TrainingData, seed: int) -> None:
+    """SHAP beeswarm, dependence of the top features, group importance, genuine references."""
+    scorer = final.scorer
+    matrix, contributions = plots.shap_sample(
+        scorer.booster_, data.frame, scorer.spec, scorer.levels_, seed
+    )
+    groups = plots.group_importance_frame(contributions, scorer.spec)
+    figures = {
+        "plots/shap_summary.png": plots.shap_beeswarm(matrix, contributions, scorer.spec),
+        "plots/shap_group_importance.png": plots.group_importance_chart(groups),
+    }
+    for feature in plots.top_shap_features(contributions, scorer.spec, DEPENDENCE_PLOTS):
+        figures[f"plots/shap_dependence/{feature}.png"] = plots.shap_dependence(
+            matrix, contributions, scorer.spec, feature
+        )
+    for path, figure in figures.items():
+        mlflow.log_figure(figure, path)
+        plots.close(figure)
+    mlflow.log_table(groups, "explanations/group_importance.json")
+    if scorer.reference_ is not None:
+        # The values the reasons compare stores with ("genuine stores: 94%").
+        mlflow.log_dict(scorer.reference_.to_dict(), "explanations/genuine_reference.json")
+        table = pd.DataFrame(scorer.reference_.rows_for_people())
+        mlflow.log_table(table, "explanations/genuine_reference_table.json")
 
 
 def _beats(metrics: dict[str, dict[str, float]]) -> bool:

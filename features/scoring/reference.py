@@ -71,6 +71,23 @@ class GenuineReference:
             },
         }
 
+    def rows_for_people(self) -> list[dict[str, Any]]:
+        """One row per feature: normal, 10th/50th/90th percentile and missing share."""
+        out = []
+        for name, ref in self.features.items():
+            grid = ref.quantiles
+            out.append(
+                {
+                    "feature": name,
+                    "normal": ref.normal,
+                    "p10": grid[10] if grid else None,
+                    "p50": grid[50] if grid else None,
+                    "p90": grid[90] if grid else None,
+                    "missing_share": ref.missing_share,
+                }
+            )
+        return out
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenuineReference:
         """Read the artifact's form back."""

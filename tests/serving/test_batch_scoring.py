@@ -148,3 +148,13 @@ def test_reason_counts_are_options_and_link_reasons_carry_their_counts(byo_model
         "--out", out, "--reasons", -1,
     )  # fmt: skip
     assert refused.exit_code == 2
+
+
+def test_the_cli_reason_defaults_are_the_scorers():
+    from features.scoring import reasons
+    from serving import cli
+
+    assert (cli.RISK_REASONS, cli.MITIGATING_REASONS) == (
+        reasons.RISK_REASONS,
+        reasons.MITIGATING_REASONS,
+    )

@@ -79,7 +79,8 @@ def test_logs_metrics_baselines_slices_and_artifacts(byo_model, client):
     slices = [k for k in metrics if k.startswith("slice.category.") and k.endswith(".pr_auc")]
     assert len(slices) == 4
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    for folder in ("plots", "metrics", "holdout", "training"):
+    for folder in ("plots", "plots/shap_dependence", "metrics", "holdout", "training",
+                   "explanations"):  # fmt: skip
         artifacts |= {a.path for a in client.list_artifacts(run.info.run_id, folder)}
     for path in (
         "model_card.md",
@@ -92,8 +93,25 @@ def test_logs_metrics_baselines_slices_and_artifacts(byo_model, client):
         "plots/calibration_curve.png",
         "plots/feature_importance.png",
         "plots/shap_summary.png",
+        "plots/shap_group_importance.png",
+        "explanations/group_importance.json",
+        "explanations/genuine_reference.json",
+        "explanations/genuine_reference_table.json",
     ):
         assert path in artifacts, path
+    dependence = [p for p in artifacts if p.startswith("plots/shap_dependence/")]
+    assert 1 <= len(dependence) <= 4
+    # The logged references are the ones the registered model's reasons use.
+    logged = mlflow.artifacts.load_dict(
+        f"runs:/{run.info.run_id}/explanations/genuine_reference.json"
+    )
+    model = mlflow.pyfunc.load_model(byo_model.summary["model_uri"]).unwrap_python_model()
+    assert logged == model.reference_.to_dict()
+    groups = mlflow.artifacts.load_dict(
+        f"runs:/{run.info.run_id}/explanations/group_importance.json"
+    )
+    shares = groups["data"]
+    assert shares and all(row[1] >= 0 for row in shares)
     card = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/model_card.md")
     assert "price_rule" in card and "logistic_regression" in card and "Limitations" in card
 
