@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the measurements as JSON")
     args = parser.parse_args(argv)
+    # One thread: set before LightGBM loads (reset_parameter on a loaded booster crashes).
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import mlflow.pyfunc
 
@@ -175,7 +176,6 @@ def main(argv: list[str] | None = None) -> int:
 
     frame = pd.read_parquet(args.features)
     scorer = scorer_of(mlflow.pyfunc.load_model(args.model))
-    scorer.booster_.reset_parameter({"num_threads": 1})
     matrix = encode_features(frame, scorer.spec, scorer.levels_)
     rng = np.random.default_rng(args.seed)
     matrix = matrix[rng.permutation(len(matrix))]
