@@ -17,7 +17,7 @@ from mlflow.exceptions import MlflowException
 from features import FeaturesError
 from features.scoring.model import scorer_of
 from features.scoring.reasons import EXPLANATION_COLUMNS, MITIGATING_REASONS, RISK_REASONS
-from features.spec import KEY
+from features.spec import KEY, FeatureSpec
 from serving import ServingError
 
 OUTPUT_COLUMNS = [KEY, "score", "rank", "raw_score", *EXPLANATION_COLUMNS]
@@ -40,12 +40,40 @@ def load_model(uri: str) -> mlflow.pyfunc.PyFuncModel:
     return model
 
 
-def features_from_histories(directory: str | Path) -> pd.DataFrame:
-    """Feature rows of every store as of the end of a histories directory."""
+def features_from_histories(directory: str | Path) -> tuple[pd.DataFrame, FeatureSpec]:
+    """Feature rows of every store as of the end of a histories directory, and their spec."""
     from features.build import build_feature_table
 
-    features, _ = build_feature_table(Path(directory))
-    return features
+    return build_feature_table(Path(directory))
+
+
+def check_model_spec(model: mlflow.pyfunc.PyFuncModel, data_spec: FeatureSpec) -> None:
+    """Refuse a model whose features are defined differently from the data's.
+
+    The model's FeatureSpec must equal the data's spec restricted to the model's features
+    (a model may use a subset). A difference means the feature code changed since the model
+    was trained: its scores would be computed on features it never saw.
+
+    Raises:
+        ServingError: Naming both hashes and the features that differ.
+    """
+    spec = scorer_of(model).spec
+    missing = [name for name in spec.names if name not in data_spec.names]
+    if missing:
+        raise ServingError(
+            f"the data has no feature(s) {', '.join(missing[:10])} that the model uses "
+            f"(model FeatureSpec {spec.hash[:12]}, data FeatureSpec {data_spec.hash[:12]})"
+        )
+    mine = data_spec.select(spec.names)
+    if mine.hash == spec.hash:
+        return
+    differ = [f.name for f in spec if f != mine[f.name]]
+    order = "" if differ else " (the same features in a different order)"
+    raise ServingError(
+        f"model FeatureSpec hash {spec.hash} differs from the data's {mine.hash}{order}: "
+        f"defined differently: {', '.join(differ[:10]) or '-'}; retrain the model on "
+        "features built by this version"
+    )
 
 
 def score_stores(

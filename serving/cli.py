@@ -98,7 +98,8 @@ def score(
         connect()
         loaded = batch.load_model(model)
         if histories is not None:
-            table = batch.features_from_histories(histories)
+            table, spec = batch.features_from_histories(histories)
+            batch.check_model_spec(loaded, spec)
         else:
             table = scoring_table(features, links, labels)
         scored = batch.score_stores(loaded, table, reasons, mitigating)
@@ -176,6 +177,8 @@ def queue(
         connect()
         loaded = batch.load_model(model)
         inputs = spot_queue.queue_inputs(histories, features, links, labels)
+        if inputs.spec is not None:
+            batch.check_model_spec(loaded, inputs.spec)
         scored = batch.score_stores(loaded, inputs.features)
         rings = spot_queue.ring_ids(scored[spot_queue.KEY], inputs.links, max_ring_size)
         built = spot_queue.build_queue(scored, rings, inputs.labels, plan)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.spec import KEY
+from features.spec import KEY, FeatureSpec
 from serving import ServingError
 
 # A ring is 2-30 stores (the synthetic marketplace's rings are 3-30); a larger component is
@@ -98,11 +98,13 @@ class QueueInputs:
         features: Feature rows to score (one per store).
         links: Links valid at the features' time (``store_id``, ``linked_store_id``, ...).
         labels: Known labels (``store_id``, ``is_counterfeit``, maybe ``labeled_at``), or None.
+        spec: The features' FeatureSpec when the code defined them (histories), else None.
     """
 
     features: pd.DataFrame
     links: pd.DataFrame
     labels: pd.DataFrame | None
+    spec: FeatureSpec | None = None
 
 
 def queue_inputs(
@@ -125,11 +127,11 @@ def queue_inputs(
         from features.settings import duckdb_connection
         from serving.batch import features_from_histories
 
-        table = features_from_histories(histories)
+        table, spec = features_from_histories(histories)
         con = open_histories(histories, duckdb_connection(), tables=("logins", "labels"))
         known = con.execute("SELECT store_id, labeled_at, is_counterfeit FROM labels").df()
         as_of = pd.Timestamp(table[AS_OF].max()) if len(table) else None
-        return QueueInputs(table, current_links(login_links(con), as_of), known)
+        return QueueInputs(table, current_links(login_links(con), as_of), known, spec)
     table = scoring_table(features, links, labels)
     linked = pd.DataFrame(columns=[KEY, "linked_store_id"])
     if links is not None:

@@ -158,3 +158,28 @@ def test_the_cli_reason_defaults_are_the_scorers():
         reasons.RISK_REASONS,
         reasons.MITIGATING_REASONS,
     )
+
+
+def test_a_model_whose_features_are_defined_differently_is_refused(tiny_scorer, save_scorer):
+    import dataclasses
+
+    import mlflow.pyfunc
+
+    from features.spec import Feature, FeatureSpec
+    from serving import ServingError
+    from serving.batch import check_model_spec
+
+    scorer, frame = tiny_scorer
+    model = mlflow.pyfunc.load_model(str(save_scorer(scorer, frame)))
+    spec = scorer.spec
+    extra = Feature("unused", "custom", "float", "not in the model")
+    check_model_spec(model, spec + FeatureSpec((extra,)))  # a superset is fine
+    changed = FeatureSpec(
+        tuple(dataclasses.replace(f, description="redefined") if f.name == "x" else f for f in spec)
+    )
+    with pytest.raises(ServingError) as refused:
+        check_model_spec(model, changed)
+    message = str(refused.value)
+    assert spec.hash in message and changed.hash in message and "defined differently: x" in message
+    with pytest.raises(ServingError, match="no feature.*x"):
+        check_model_spec(model, spec.select(["n", "flag", "kind"]))
