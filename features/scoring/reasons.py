@@ -181,6 +181,9 @@ class Explainer:
         self.spec = spec
         self.features = list(spec)
         self.reference = reference
+        self.references = [
+            None if reference is None else reference.features.get(f.name) for f in self.features
+        ]
         self.normals = [self._normal(f, levels) for f in self.features]
         self.normal_texts = [
             normal_text(f, n) for f, n in zip(self.features, self.normals, strict=True)
@@ -267,8 +270,8 @@ class Explainer:
         if self.normal_texts[j] is not None:
             text = f"{text} (genuine stores: {self.normal_texts[j]})"
         percentile = None
-        if self.reference is not None and feature.dtype in ("float", "int"):
-            percentile = self.reference.features[feature.name].percentile(matrix[row, j])
+        if self.references[j] is not None and feature.dtype in ("float", "int"):
+            percentile = self.references[j].percentile(matrix[row, j])
         linked = known = None
         if feature.group == LINK_GROUP and self.link_columns is not None:
             linked, known = (_count(matrix[row, c]) for c in self.link_columns)

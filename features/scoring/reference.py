@@ -9,6 +9,7 @@ model as a JSON artifact, so serving needs no training data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -35,11 +36,16 @@ class FeatureReference:
     quantiles: tuple[float, ...]
     missing_share: float
 
+    @cached_property
+    def _grid(self) -> np.ndarray:
+        """The quantiles as an array, converted once (percentiles are asked per reason)."""
+        return np.asarray(self.quantiles, dtype="float64")
+
     def percentile(self, value: float) -> float | None:
         """Where ``value`` sits among genuine stores, 0-100 (ties count half); None if unknown."""
         if not self.quantiles or value != value:  # no grid, or a missing value
             return None
-        grid = np.asarray(self.quantiles)
+        grid = self._grid
         below = np.searchsorted(grid, value, "left")
         at_or_below = np.searchsorted(grid, value, "right")
         return round(float(100.0 * (below + at_or_below) / (2 * len(grid))), 1)
