@@ -51,9 +51,9 @@ step "6/7 Score every store with the $ALIAS, each score with its reasons both wa
 $RUN spotcheck score --histories histories --model "models:/$MODEL_NAME@$ALIAS" \
     --out scores.parquet --top 5
 
-step "7/7 The spot-check queue: 50 test-buys, one per ring, 10% drawn at random"
+step "7/7 The spot-check queue: 50 test-buys, one per ring, 10% drawn at random; case reports of the top 5"
 $RUN spotcheck queue --histories histories --model "models:/$MODEL_NAME@$ALIAS" \
-    --budget 50 --explore 0.1 --seed "$DEMO_SEED" --out queue
+    --budget 50 --explore 0.1 --seed "$DEMO_SEED" --out queue --reports 5
 
-printf '\nOutputs in %s/: histories/, features.parquet, scores.parquet, queue/ (queue.parquet, rings.parquet, queue.html), mlflow.db, mlruns/\n' "$PWD"
+printf '\nOutputs in %s/: histories/, features.parquet, scores.parquet, queue/ (queue.parquet, rings.parquet, queue.html, reports/ of the top 5 picks), mlflow.db, mlruns/\n' "$PWD"
 printf 'Browse runs and the registry: cd %s && %s mlflow ui --backend-store-uri sqlite:///mlflow.db\n' "$PWD" "$RUN"

@@ -150,6 +150,14 @@ def queue(
         str, typer.Option("--format", help="Table format: parquet or csv.")
     ] = "parquet",
     top: Annotated[int, typer.Option(min=0, help="Print the first N picks (0: none).")] = 10,
+    reports: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Also write case reports of the first N picks into OUT/reports/ "
+            "(with --histories).",
+        ),
+    ] = 0,
 ) -> None:
     """Write the stores to test-buy next: queue table, rings and an HTML page.
 
@@ -164,6 +172,8 @@ def queue(
         raise typer.BadParameter("--labels/--links go with --features; histories carry their own")
     if table_format not in ("parquet", "csv"):
         raise typer.BadParameter(f"{table_format!r}: use parquet or csv", param_hint="--format")
+    if reports and histories is None:
+        raise typer.BadParameter("case reports need --histories", param_hint="--reports")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from mlflow.exceptions import MlflowException
 
@@ -171,6 +181,7 @@ def queue(
     from features.tracking import connect
     from serving import ServingError, batch
     from serving import queue as spot_queue
+    from serving import report as case_reports
 
     try:
         plan = spot_queue.QueuePlan(budget, per_ring, explore, seed, max_ring_size)
@@ -183,6 +194,10 @@ def queue(
         rings = spot_queue.ring_ids(scored[spot_queue.KEY], inputs.links, max_ring_size)
         built = spot_queue.build_queue(scored, rings, inputs.labels, plan)
         paths = spot_queue.write_queue(built, out, f"Spot-check queue ({model})", table_format)
+        if reports:
+            picked = built.picks[spot_queue.KEY].astype(str).head(reports).tolist()
+            cases, _ = case_reports.build_cases(loaded, model, histories, picked)
+            paths += case_reports.write_reports(cases, out / "reports")
     except (FeaturesError, ServingError, MlflowException) as exc:
         raise fail(str(exc)) from exc
     typer.echo(
@@ -192,3 +207,47 @@ def queue(
         err=True,
     )
     _print_queue_head(built.picks, top, order="pick")
+
+
+@app.command()
+def report(
+    store_ids: Annotated[
+        list[str], typer.Argument(help="Stores to report on.", show_default=False)
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="models:/NAME@champion, models:/NAME/3 or runs:/RUN_ID/model.",
+            show_default=False,
+        ),
+    ],
+    histories: Annotated[
+        Path, typer.Option(help="The store-histories directory.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option(help="Output directory.", show_default=False)],
+) -> None:
+    """Write a reviewer case report per store: one self-contained HTML page each.
+
+    Score, band and model; the reasons both ways with a waterfall; evidence from the store's
+    history; its linked stores; its score over six months; the most similar confirmed
+    counterfeit stores. Unknown store ids are named (exit 1) after the known ones are written.
+    """
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from mlflow.exceptions import MlflowException
+
+    from features import FeaturesError
+    from features.tracking import connect
+    from serving import ServingError, batch
+    from serving import report as reports
+
+    try:
+        connect()
+        loaded = batch.load_model(model)
+        cases, unknown = reports.build_cases(loaded, model, histories, store_ids)
+        paths = reports.write_reports(cases, out)
+    except (FeaturesError, ServingError, MlflowException) as exc:
+        raise fail(str(exc)) from exc
+    for path in paths:
+        typer.echo(f"wrote {path}", err=True)
+    if unknown:
+        raise fail(f"unknown store id(s), no report: {', '.join(unknown)}")

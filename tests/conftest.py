@@ -212,6 +212,26 @@ def byo_model(
     return Trained(own_data, name, json.loads(result.stdout))
 
 
+@pytest.fixture(scope="package")
+def histories_model(mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory):
+    """A small synthetic marketplace and a model trained on it once (no tuning), version 1.
+
+    Returns:
+        ``(histories directory, model name)``; treat both as read-only.
+    """
+    root = tmp_path_factory.mktemp("histories_model")
+    histories = root / "market"
+    made = run_cli("synth", "--stores", 2500, "--seed", 9, "--out", histories)
+    assert made.exit_code == 0, made.stderr
+    name = "t-shared-histories"
+    trained = run_cli(
+        "train", "--histories", histories, "--seed", 3, "--model-name", name,
+        "--storage", f"sqlite:///{root / 'optuna.db'}",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.stderr or trained.output
+    return histories, name
+
+
 def make_tiny_scorer(calibrator: dict | None = None):
     """A real scorer on features ``n`` (int), ``flag`` (bool), ``kind`` (category), ``x``."""
     import lightgbm as lgb
