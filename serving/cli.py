@@ -24,6 +24,23 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        help="models:/NAME@champion, models:/NAME/3 or runs:/RUN_ID/model.", show_default=False
+    ),
+]
+
+
+def _check_sources(
+    histories: Path | None, features: Path | None, links: Path | None, labels: Path | None
+) -> None:
+    """Exactly one feature source; links and labels only with a team's own feature file."""
+    if (histories is None) == (features is None):
+        raise typer.BadParameter("give exactly one of --histories DIR or --features FILE")
+    if histories is not None and (labels is not None or links is not None):
+        raise typer.BadParameter("--labels/--links go with --features; histories carry their own")
+
 
 def _print_queue_head(scored: pd.DataFrame, top: int, order: str = "rank") -> None:
     """Print the head of the spot-check queue: its order, store, score and top reason."""
@@ -44,13 +61,7 @@ def _print_queue_head(scored: pd.DataFrame, top: int, order: str = "rank") -> No
 
 @app.command()
 def score(
-    model: Annotated[
-        str,
-        typer.Option(
-            help="models:/NAME@champion, models:/NAME/3 or runs:/RUN_ID/model.",
-            show_default=False,
-        ),
-    ],
+    model: ModelOpt,
     out: Annotated[Path, typer.Option(help="Output file (.parquet or .csv).", show_default=False)],
     histories: HistoriesOpt = None,
     features: FeaturesOpt = None,
@@ -78,10 +89,7 @@ def score(
     of each feature group. Each reason names the feature, the store's value, what is normal
     among genuine stores and the store's percentile among them.
     """
-    if (histories is None) == (features is None):
-        raise typer.BadParameter("give exactly one of --histories DIR or --features FILE")
-    if histories is not None and (labels is not None or links is not None):
-        raise typer.BadParameter("--labels/--links go with --features; histories carry their own")
+    _check_sources(histories, features, links, labels)
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise typer.BadParameter(f"{str(out)!r}: use a .parquet or .csv file", param_hint="--out")
     # Batch use: no per-file download progress bars from MLflow (a user's setting wins).
@@ -112,13 +120,7 @@ def score(
 
 @app.command()
 def queue(
-    model: Annotated[
-        str,
-        typer.Option(
-            help="models:/NAME@champion, models:/NAME/3 or runs:/RUN_ID/model.",
-            show_default=False,
-        ),
-    ],
+    model: ModelOpt,
     budget: Annotated[int, typer.Option(min=1, help="Stores to test-buy.", show_default=False)],
     out: Annotated[Path, typer.Option(help="Output directory.", show_default=False)],
     histories: HistoriesOpt = None,
@@ -166,10 +168,7 @@ def queue(
     the budget on a uniform random draw among the other unlabelled stores, each pick with
     its selection probability, so the model can later be evaluated without bias.
     """
-    if (histories is None) == (features is None):
-        raise typer.BadParameter("give exactly one of --histories DIR or --features FILE")
-    if histories is not None and (labels is not None or links is not None):
-        raise typer.BadParameter("--labels/--links go with --features; histories carry their own")
+    _check_sources(histories, features, links, labels)
     if table_format not in ("parquet", "csv"):
         raise typer.BadParameter(f"{table_format!r}: use parquet or csv", param_hint="--format")
     if reports and histories is None:
@@ -214,13 +213,7 @@ def report(
     store_ids: Annotated[
         list[str], typer.Argument(help="Stores to report on.", show_default=False)
     ],
-    model: Annotated[
-        str,
-        typer.Option(
-            help="models:/NAME@champion, models:/NAME/3 or runs:/RUN_ID/model.",
-            show_default=False,
-        ),
-    ],
+    model: ModelOpt,
     histories: Annotated[
         Path, typer.Option(help="The store-histories directory.", show_default=False)
     ],
