@@ -195,7 +195,9 @@ def queue(
         paths = spot_queue.write_queue(built, out, f"Spot-check queue ({model})", table_format)
         if reports:
             picked = built.picks[spot_queue.KEY].astype(str).head(reports).tolist()
-            cases, _ = case_reports.build_cases(loaded, model, histories, picked)
+            cases, _ = case_reports.build_cases(
+                loaded, model, histories, picked, (inputs.features, inputs.spec)
+            )
             paths += case_reports.write_reports(cases, out / "reports")
     except (FeaturesError, ServingError, MlflowException) as exc:
         raise fail(str(exc)) from exc

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.spec import AS_OF, KEY
+from features.spec import AS_OF, KEY, FeatureSpec
 
 # Probability bands a reviewer reads at a glance.
 BANDS = ((0.9, "very high"), (0.5, "high"), (0.2, "elevated"), (0.0, "low"))
@@ -67,7 +67,13 @@ class StoreCase:
     similar: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def build_cases(model, model_uri: str, histories: Path, store_ids: list[str]):
+def build_cases(
+    model,
+    model_uri: str,
+    histories: Path,
+    store_ids: list[str],
+    built: tuple[pd.DataFrame, FeatureSpec] | None = None,
+):
     """The cases of ``store_ids`` (known ones), and the ids the histories do not have.
 
     Args:
@@ -75,6 +81,8 @@ def build_cases(model, model_uri: str, histories: Path, store_ids: list[str]):
         model_uri: Its URI, for the page.
         histories: The histories directory.
         store_ids: Stores to report on.
+        built: The histories' feature table as of their end and its spec, if the caller
+            has built it already (``spotcheck queue --reports``); built here otherwise.
 
     Returns:
         ``(cases, unknown_ids)``.
@@ -87,7 +95,7 @@ def build_cases(model, model_uri: str, histories: Path, store_ids: list[str]):
     from features.settings import duckdb_connection
     from serving.batch import check_model_spec
 
-    table, spec = build_feature_table(Path(histories))
+    table, spec = built if built is not None else build_feature_table(Path(histories))
     check_model_spec(model, spec)
     scorer = scorer_of(model)
     known_ids = set(table[KEY].astype(str))
