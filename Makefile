@@ -23,6 +23,7 @@ demo: bootstrap ## Run the main job end to end on embedded defaults into $(DEMO_
 	@DEMO_DIR=$(DEMO_DIR) DEMO_STORES=$(DEMO_STORES) DEMO_SEED=$(DEMO_SEED) DEMO_TRIALS=$(DEMO_TRIALS) RUN="$(RUN)" bash scripts/demo.sh
 
 test: bootstrap ## Lint and run the full test suite.
+	bash scripts/ensure_chromium.sh
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) pytest
