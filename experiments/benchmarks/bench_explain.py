@@ -1,16 +1,23 @@
 """Benchmark exact TreeSHAP methods side by side: stores explained per second and per store.
 
-For each model (the registered champion loaded through MLflow, and optionally a
-``--trees``/``--leaves`` LightGBM trained here on the same table with the truth), one run
-measures on one thread:
+For each model (the registered champion loaded through MLflow, and optionally ``--shapes``
+LightGBM models, e.g. 300 trees of 31 leaves, trained here on the table with the truth),
+one run measures on one thread:
 
 * ``predict``: LightGBM's bare raw prediction (the floor every explanation is compared to);
-* ``pred_contrib``: LightGBM's native TreeSHAP (what the scorer ships);
+* ``pred_contrib``: LightGBM's native TreeSHAP (recursive extend/unwind per row and tree);
+* ``spotcheck tables``: ``features.scoring.treeshap`` as shipped: per-leaf tables of all
+  ``2^d`` followed-feature patterns built at load (FastTreeSHAP v2), numba row loop;
+* ``spotcheck closed form``: the same code with no tables (every leaf's closed form per row,
+  ``O(d^2)``), what leaves too deep for a table get;
 * ``shap.TreeExplainer``: shap's explainer on the booster (for LightGBM it calls
   ``pred_contrib``; measured for its overhead);
 * ``shap internal C++``: shap's own TreeSHAP on its parsed copy of the trees (refused when the
   parser cannot read the model, e.g. categorical splits: recorded, not hidden);
 * ``scorer.explain``: the whole shipped path (contributions, calibration, reasons both ways).
+
+The layout each ``spotcheck`` method builds once per model (seconds, table size, the deepest
+path) is recorded with it.
 
 Batch throughput is stores per second on ``--batch`` rows (best of ``--repeat``); single-store
 latency is the median over ``--calls`` one-row calls. Every method's contributions are checked
@@ -20,7 +27,7 @@ Usage (after ``make demo``)::
 
     MLFLOW_TRACKING_URI=sqlite:///demo/mlflow.db uv run python -m \\
         experiments.benchmarks.bench_explain --features demo/features.parquet \\
-        --truth demo/histories/truth.parquet --trees 300 --leaves 31
+        --truth demo/histories/truth.parquet --shapes 300x31
 """
 
 from __future__ import annotations
@@ -58,14 +65,22 @@ def _median_ms(call: Callable[[np.ndarray], object], matrix: np.ndarray, calls: 
     return statistics.median(times)
 
 
-def _methods(scorer, booster) -> dict[str, Callable[[np.ndarray], np.ndarray | None]]:
+def _methods(
+    scorer, booster, layouts: dict
+) -> dict[str, Callable[[np.ndarray], np.ndarray | None]]:
     """Each method: matrix -> contributions (rows x features + 1), or None if not comparable."""
     import shap
 
+    from features.scoring.treeshap import shap_values
+
     explainer = shap.TreeExplainer(booster)
+    tables, closed = (_layout(booster, layouts, name, cap) for name, cap in (
+        ("spotcheck tables", None), ("spotcheck closed form", 0)))  # fmt: skip
     methods: dict[str, Callable[[np.ndarray], np.ndarray | None]] = {
         "predict": lambda m: _no_contributions(booster.predict(m, raw_score=True)),
         "pred_contrib": lambda m: booster.predict(m, pred_contrib=True),
+        "spotcheck tables": lambda m: shap_values(tables, m),
+        "spotcheck closed form": lambda m: shap_values(closed, m),
         "shap.TreeExplainer": lambda m: _with_bias(explainer, explainer.shap_values(m)),
     }
     try:
@@ -78,6 +93,24 @@ def _methods(scorer, booster) -> dict[str, Callable[[np.ndarray], np.ndarray | N
     if scorer is not None:
         methods["scorer.explain"] = lambda m: scorer.explain(m).contributions
     return methods
+
+
+def _layout(booster, layouts: dict, name: str, table_max_features: int | None):
+    """``tree_paths`` of the booster, timed (the second build: numba is compiled by then)."""
+    from features.scoring.treeshap import TABLE_MAX_FEATURES, shap_values, tree_paths
+
+    cap = TABLE_MAX_FEATURES if table_max_features is None else table_max_features
+    shap_values(tree_paths(booster, cap), np.zeros((1, booster.num_feature())))  # compile
+    started = time.perf_counter()
+    paths = tree_paths(booster, cap)
+    layouts[name] = {
+        "layout_seconds": time.perf_counter() - started,
+        "table_mib": paths.table.nbytes / 2**20,
+        "leaves_with_table": float(np.mean(paths.table_start >= 0)),
+        "max_path_features": paths.max_path_features,
+        "mean_path_features": float(np.mean(paths.leaf_slot_count)),
+    }
+    return paths
 
 
 def _no_contributions(_: np.ndarray) -> None:
@@ -111,7 +144,8 @@ def measure(name: str, scorer, booster, matrix: np.ndarray, args) -> dict:
         "methods": {},
     }
     predict_seconds = None
-    for method, call in _methods(scorer, booster).items():
+    layouts: dict = {}
+    for method, call in _methods(scorer, booster, layouts).items():
         try:
             result = call(batch)
         except Exception as exc:  # noqa: BLE001 - a refusal is recorded
@@ -130,6 +164,7 @@ def measure(name: str, scorer, booster, matrix: np.ndarray, args) -> dict:
         }
         if predict_seconds:
             entry["cost_vs_predict"] = seconds / predict_seconds
+        entry.update(layouts.get(method, {}))
         out["methods"][method] = entry
         print(f"{name} / {method}: {json.dumps(entry)}", flush=True)
     return out
@@ -159,8 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="models:/counterfeit-store-classifier@champion")
     parser.add_argument("--features", type=Path, required=True, help="a written feature table")
     parser.add_argument("--truth", type=Path, help="truth.parquet: also train a model here")
-    parser.add_argument("--trees", type=int, default=300)
-    parser.add_argument("--leaves", type=int, default=31)
+    parser.add_argument(
+        "--shapes", nargs="+", default=["300x31"], metavar="TREESxLEAVES",
+        help="models to train on the table with --truth, e.g. 300x31 1000x64",
+    )  # fmt: skip
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
@@ -185,9 +222,11 @@ def main(argv: list[str] | None = None) -> int:
 
         spec_file = args.features.with_name(args.features.name + ".spec.json")
         spec = FeatureSpec.from_json(spec_file.read_text())
-        booster, big = _train_model(frame, spec, args.truth, args.trees, args.leaves, args.seed)
-        big = big[rng.permutation(len(big))]
-        results.append(measure(f"{args.trees}x{args.leaves}", None, booster, big, args))
+        for shape in args.shapes:
+            trees, leaves = (int(n) for n in shape.split("x"))
+            booster, big = _train_model(frame, spec, args.truth, trees, leaves, args.seed)
+            big = big[np.random.default_rng(args.seed).permutation(len(big))]
+            results.append(measure(shape, None, booster, big, args))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
     return 0

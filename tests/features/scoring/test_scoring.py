@@ -143,5 +143,6 @@ def test_a_saved_model_ships_only_the_spec_and_the_scoring_code(tiny_scorer, sav
         "features/scoring/model.py",
         "features/scoring/reasons.py",
         "features/scoring/reference.py",
+        "features/scoring/treeshap.py",
         "features/spec.py",
     ]
