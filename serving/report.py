@@ -176,12 +176,9 @@ def _similar_counterfeit(scorer, table, labels: pd.Series, wanted: list[str]) ->
     targets = table.set_index(ids).loc[wanted].reset_index(drop=True)
     if pool.empty:
         return {}
-    contributions = scorer.booster_.predict(
-        encode_features(pool, scorer.spec, scorer.levels_), pred_contrib=True
-    )[:, :-1]
-    mine = scorer.booster_.predict(
-        encode_features(targets, scorer.spec, scorer.levels_), pred_contrib=True
-    )[:, :-1]
+    contributions = scorer.contributions(encode_features(pool, scorer.spec, scorer.levels_))
+    contributions = contributions[:, :-1]
+    mine = scorer.contributions(encode_features(targets, scorer.spec, scorer.levels_))[:, :-1]
     pool_ids = pool[KEY].astype(str).to_numpy()
     pool_raw = contributions.sum(axis=1)
     out = {}
@@ -427,8 +424,12 @@ def _waterfall_svg(explanation: dict) -> str:
         levels.append(levels[-1] + c)
     low, high = min(levels), max(levels)
     span = (high - low) or 1.0
-    width, left, row = 640, 230, 22
-    scale = (width - left - 20) / span
+    # Room for the longest feature name on the left (~7 px a character at 12 px) and for
+    # the value printed after the right-most bar, so nothing is clipped by the <svg> box.
+    row, bars = 22, 400
+    left = max(160, 7 * max(len(name) for name, _ in steps) + 12)
+    width = left + bars + 50
+    scale = bars / span
 
     def xpos(v: float) -> float:
         return left + (v - low) * scale

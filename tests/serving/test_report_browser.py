@@ -355,12 +355,6 @@ def test_reports_render_their_sections_and_three_visible_charts(rendered):
             assert drawn and drawn["width"] > 0 and drawn["height"] > 0, (store, name, chart)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving/report.py _waterfall_svg draws outside its 640 px svg: feature names longer "
-    "than the 230 px left margin are cut at the left edge, and the value label of a bar ending "
-    "at the right end of the scale (x 620) is cut at the right edge",
-)
 def test_chart_marks_and_labels_are_not_cut_off(rendered):
     clipped = {
         (store, name): chart["clipped"]
