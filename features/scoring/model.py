@@ -185,6 +185,15 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
             encode_features(frame, self.spec, self.levels_), raw_score=True
         )
 
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """Exact TreeSHAP of an encoded matrix: rows x (features + bias), in log-odds.
+
+        ``features.scoring.treeshap``: equal to LightGBM's ``pred_contrib`` and 5-10x faster.
+        """
+        from features.scoring.treeshap import shap_values
+
+        return shap_values(self.paths_, matrix)
+
     def explain(
         self,
         matrix: np.ndarray,
@@ -201,12 +210,9 @@ class CounterfeitScorer(mlflow.pyfunc.PythonModel):
             risk_k: Risk-raising reasons per row at most.
             mitigating_k: Mitigating reasons per row at most.
         """
-        # Exact TreeSHAP (features.scoring.treeshap, equal to LightGBM's pred_contrib and
-        # ~10x faster): one column per feature plus the bias, in log-odds units. They add up
-        # to the raw score exactly, so a second pass through the trees would only cost time.
-        from features.scoring.treeshap import shap_values
-
-        contributions = shap_values(self.paths_, matrix)
+        # The contributions add up to the raw score exactly, so a second pass through the
+        # trees for the raw score alone would only cost time.
+        contributions = self.contributions(matrix)
         raw = contributions.sum(axis=1)
         return Scored(
             score=apply_calibrator(self.calibrator_, raw),
