@@ -337,7 +337,12 @@ def report_html(case: StoreCase) -> str:
         _reasons_table("Lowering the risk", x["mitigating"], "down"),
         "<h3>By feature group (log-odds)</h3>",
         _table(
-            pd.DataFrame({"group": list(x["groups"]), "contribution": list(x["groups"].values())})
+            pd.DataFrame(
+                {
+                    "group": list(x["groups"]),
+                    "contribution": [f"{v:+.3f}" for v in x["groups"].values()],
+                }
+            )
         ),
         "<h2>Evidence from the store's history</h2>",
     ]
