@@ -6,10 +6,12 @@ one run measures on one thread:
 
 * ``predict``: LightGBM's bare raw prediction (the floor every explanation is compared to);
 * ``pred_contrib``: LightGBM's native TreeSHAP (recursive extend/unwind per row and tree);
-* ``spotcheck tables``: ``features.scoring.treeshap`` as shipped: per-leaf tables of all
-  ``2^d`` followed-feature patterns built at load (FastTreeSHAP v2), numba row loop;
+* ``spotcheck tables d<=D``: ``features.scoring.treeshap``: per-leaf tables of all ``2^d``
+  followed-feature patterns built at load (FastTreeSHAP v2) for leaves with ``d <= D``
+  distinct path features, the closed form per row for deeper ones; numba row loop. The
+  shipped ``D`` is marked; ``--table-caps`` adds others;
 * ``spotcheck closed form``: the same code with no tables (every leaf's closed form per row,
-  ``O(d^2)``), what leaves too deep for a table get;
+  ``O(d^2)``);
 * ``shap.TreeExplainer``: shap's explainer on the booster (for LightGBM it calls
   ``pred_contrib``; measured for its overhead);
 * ``shap internal C++``: shap's own TreeSHAP on its parsed copy of the trees (refused when the
@@ -66,23 +68,26 @@ def _median_ms(call: Callable[[np.ndarray], object], matrix: np.ndarray, calls: 
 
 
 def _methods(
-    scorer, booster, layouts: dict
+    scorer, booster, layouts: dict, table_caps: list[int]
 ) -> dict[str, Callable[[np.ndarray], np.ndarray | None]]:
     """Each method: matrix -> contributions (rows x features + 1), or None if not comparable."""
     import shap
 
-    from features.scoring.treeshap import shap_values
+    from features.scoring.treeshap import TABLE_MAX_FEATURES, shap_values
 
     explainer = shap.TreeExplainer(booster)
-    tables, closed = (_layout(booster, layouts, name, cap) for name, cap in (
-        ("spotcheck tables", None), ("spotcheck closed form", 0)))  # fmt: skip
     methods: dict[str, Callable[[np.ndarray], np.ndarray | None]] = {
         "predict": lambda m: _no_contributions(booster.predict(m, raw_score=True)),
         "pred_contrib": lambda m: booster.predict(m, pred_contrib=True),
-        "spotcheck tables": lambda m: shap_values(tables, m),
-        "spotcheck closed form": lambda m: shap_values(closed, m),
-        "shap.TreeExplainer": lambda m: _with_bias(explainer, explainer.shap_values(m)),
     }
+    for cap in sorted({TABLE_MAX_FEATURES, 0, *table_caps}, reverse=True):
+        if cap == TABLE_MAX_FEATURES:
+            name = f"spotcheck tables d<={cap} (shipped)"
+        else:
+            name = f"spotcheck tables d<={cap}" if cap else "spotcheck closed form"
+        paths = _layout(booster, layouts, name, cap)
+        methods[name] = lambda m, p=paths: shap_values(p, m)
+    methods["shap.TreeExplainer"] = lambda m: _with_bias(explainer, explainer.shap_values(m))
     try:
         internal = shap.TreeExplainer(booster)
         internal.model.model_type = "internal"  # force shap's own C++ TreeSHAP
@@ -95,11 +100,10 @@ def _methods(
     return methods
 
 
-def _layout(booster, layouts: dict, name: str, table_max_features: int | None):
+def _layout(booster, layouts: dict, name: str, cap: int):
     """``tree_paths`` of the booster, timed (the second build: numba is compiled by then)."""
-    from features.scoring.treeshap import TABLE_MAX_FEATURES, shap_values, tree_paths
+    from features.scoring.treeshap import shap_values, tree_paths
 
-    cap = TABLE_MAX_FEATURES if table_max_features is None else table_max_features
     shap_values(tree_paths(booster, cap), np.zeros((1, booster.num_feature())))  # compile
     started = time.perf_counter()
     paths = tree_paths(booster, cap)
@@ -145,7 +149,7 @@ def measure(name: str, scorer, booster, matrix: np.ndarray, args) -> dict:
     }
     predict_seconds = None
     layouts: dict = {}
-    for method, call in _methods(scorer, booster, layouts).items():
+    for method, call in _methods(scorer, booster, layouts, args.table_caps).items():
         try:
             result = call(batch)
         except Exception as exc:  # noqa: BLE001 - a refusal is recorded
@@ -170,23 +174,38 @@ def measure(name: str, scorer, booster, matrix: np.ndarray, args) -> dict:
     return out
 
 
-def _train_model(frame: pd.DataFrame, spec, truth: Path, trees: int, leaves: int, seed: int):
-    """A ``trees``-tree, ``leaves``-leaf LightGBM on the table against the truth (one thread)."""
+def _train_model(frame: pd.DataFrame, spec, truth: Path, shape: str, seed: int):
+    """A LightGBM of ``shape`` (``TREESxLEAVES`` or ``TREESxLEAVESdDEPTH``) on the table.
+
+    Trained on a seeded 80% of the stores against the truth (all threads); the other 20%
+    give the holdout PR-AUC, so a shape's speed can be weighed against what it costs.
+
+    Returns:
+        ``(booster, encoded table, holdout PR-AUC)``.
+    """
     import lightgbm as lgb
+    from sklearn.metrics import average_precision_score
 
     from features.scoring.encoding import category_levels, encode_features
 
+    trees, rest = shape.split("x")
+    leaves, _, depth = rest.partition("d")
     labels = pd.read_parquet(truth)[["store_id", "is_counterfeit"]]
     y = frame[["store_id"]].merge(labels, on="store_id", how="left")["is_counterfeit"]
+    y = y.fillna(0).to_numpy()
     levels = category_levels(frame, spec)
     matrix = encode_features(frame, spec, levels)
+    train = np.random.default_rng(seed).random(len(matrix)) < 0.8
     params = {
-        "objective": "binary", "num_leaves": leaves, "learning_rate": 0.05, "verbosity": -1,
-        "num_threads": 1, "deterministic": True, "seed": seed, "min_data_in_leaf": 20,
+        "objective": "binary", "num_leaves": int(leaves), "max_depth": int(depth or -1),
+        "learning_rate": 0.05, "verbosity": -1, "deterministic": True, "seed": seed,
+        "min_data_in_leaf": 20,
     }  # fmt: skip
     categorical = [j for j, f in enumerate(spec) if f.dtype == "category"]
-    dataset = lgb.Dataset(matrix, y.fillna(0).to_numpy(), categorical_feature=categorical)
-    return lgb.train(params, dataset, num_boost_round=trees), matrix
+    dataset = lgb.Dataset(matrix[train], y[train], categorical_feature=categorical)
+    booster = lgb.train(params, dataset, num_boost_round=int(trees))
+    holdout = booster.predict(matrix[~train], raw_score=True)
+    return booster, matrix, float(average_precision_score(y[~train], holdout))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--truth", type=Path, help="truth.parquet: also train a model here")
     parser.add_argument(
         "--shapes", nargs="+", default=["300x31"], metavar="TREESxLEAVES",
-        help="models to train on the table with --truth, e.g. 300x31 1000x64",
+        help="models to train on the table with --truth: 300x31 (trees x leaves), 300x31d6 "
+        "(and a depth cap)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--table-caps", nargs="*", type=int, default=[], metavar="D",
+        help="also measure tables for leaves of at most D distinct path features",
     )  # fmt: skip
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--calls", type=int, default=300)
@@ -223,10 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         spec_file = args.features.with_name(args.features.name + ".spec.json")
         spec = FeatureSpec.from_json(spec_file.read_text())
         for shape in args.shapes:
-            trees, leaves = (int(n) for n in shape.split("x"))
-            booster, big = _train_model(frame, spec, args.truth, trees, leaves, args.seed)
+            booster, big, pr_auc = _train_model(frame, spec, args.truth, shape, args.seed)
+            print(f"{shape}: holdout PR-AUC {pr_auc:.4f}", flush=True)
             big = big[np.random.default_rng(args.seed).permutation(len(big))]
-            results.append(measure(shape, None, booster, big, args))
+            results.append({**measure(shape, None, booster, big, args), "pr_auc": pr_auc})
     if args.out:
         args.out.write_text(json.dumps(results, indent=1))
     return 0
