@@ -15,6 +15,7 @@ tracking URI and model name are shared with serving (``features.tracking``).
 | sigmoid (not isotonic) calibration below this many positives | ``SPOTCHECK_SIGMOID_BELOW`` | 50 |
 | minimum positive labels in the holdout | ``SPOTCHECK_MIN_POSITIVES`` | 5 |
 | LightGBM threads | ``SPOTCHECK_NUM_THREADS`` | 1 (see ``DEFAULT_THREADS``) |
+| depth cap of every tree (-1: none) | ``SPOTCHECK_MAX_DEPTH`` | -1 (``training.model``) |
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from features.settings import env_float, env_int, env_text
+from features.settings import SettingsError, env_float, env_int, env_text
 from features.tracking import model_name, tracking_uri
 
 DEFAULT_EXPERIMENT = "spotcheck"
@@ -53,6 +54,7 @@ class Settings:
     sigmoid_below_positives: int
     min_positives_per_split: int
     num_threads: int
+    max_depth: int
 
 
 def load_settings() -> Settings:
@@ -75,4 +77,15 @@ def load_settings() -> Settings:
         # Predictions are bit-identical for a given thread count; a different count changes
         # floating-point sums in the last bits, so the count is logged with every run.
         num_threads=env_int("SPOTCHECK_NUM_THREADS", DEFAULT_THREADS),
+        max_depth=_max_depth(),
     )
+
+
+def _max_depth() -> int:
+    """``SPOTCHECK_MAX_DEPTH``: -1 for no cap, else at least 1."""
+    from training.model import DEFAULT_MAX_DEPTH
+
+    depth = env_int("SPOTCHECK_MAX_DEPTH", DEFAULT_MAX_DEPTH, minimum=-1)
+    if depth == 0:
+        raise SettingsError("SPOTCHECK_MAX_DEPTH='0': use -1 for no cap, or at least 1")
+    return depth

@@ -174,7 +174,7 @@ def _select_features(plan: _Plan, seed: int, settings: Settings) -> _Selection:
     if not data.feature_sets:
         return _Selection(data.spec, "all", {})
     development = plan.parts.development
-    params = {**fixed_params(seed, settings.num_threads), **default_params()}
+    params = {**fixed_params(seed, settings.num_threads, settings.max_depth), **default_params()}
     results = {}
     for name, columns in data.feature_sets:
         spec = data.spec.select(columns)
@@ -221,6 +221,7 @@ def _tune(
         storage=request.storage or settings.study_storage,
         study_name=name,
         num_threads=settings.num_threads,
+        max_depth=settings.max_depth,
         n_jobs=request.n_jobs,
     )
     development = plan.parts.development
@@ -241,7 +242,7 @@ def _tune(
 def _params(tuned: tune.TuneResult | None, seed: int, settings: Settings) -> dict[str, Any]:
     """The LightGBM parameters of both fits: tuned ones, or the defaults."""
     chosen = tuned.params if tuned is not None else default_params()
-    return {**fixed_params(seed, settings.num_threads), **chosen}
+    return {**fixed_params(seed, settings.num_threads, settings.max_depth), **chosen}
 
 
 def _baselines(data: TrainingData, parts: Split, seed: int, notes: list[str]) -> Baselines:

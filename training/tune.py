@@ -38,7 +38,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from features.byo import LABEL
 from features.spec import FeatureSpec
 from training.crossfit import Folds, cross_validate, cv_dataset
-from training.model import METRIC, default_params, fixed_params
+from training.model import DEFAULT_MAX_DEPTH, METRIC, default_params, fixed_params
 
 # One pruning step = this much boosting progress (rounds x learning rate): a report every 10
 # rounds at the default learning rate 0.05, every 17 at 0.03, every 3 at 0.2.
@@ -63,6 +63,7 @@ class TuneConfig:
         storage: Optuna RDB URL (``sqlite:///optuna.db``, ``postgresql://...``).
         study_name: Name of the (possibly existing) study to resume.
         num_threads: LightGBM threads per trial.
+        max_depth: Depth cap of every tree (-1: none).
         n_jobs: Parallel trials in this process.
         pruning: Prune lagging trials (False still reports their learning curves).
     """
@@ -73,6 +74,7 @@ class TuneConfig:
     storage: str
     study_name: str
     num_threads: int = 1
+    max_depth: int = DEFAULT_MAX_DEPTH
     n_jobs: int = 1
     pruning: bool = True
 
@@ -273,7 +275,7 @@ def _objective(
 ) -> Callable[[optuna.Trial], float]:
     positives = int(frame[LABEL].sum())
     ratio = (len(frame) - positives) / max(positives, 1)
-    fixed = fixed_params(config.seed, config.num_threads)
+    fixed = fixed_params(config.seed, config.num_threads, config.max_depth)
     datasets = _Datasets(frame, spec, levels, fixed)
 
     def objective(trial: optuna.Trial) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import lightgbm as lgb
+import numpy as np
 import optuna
 import pytest
 
@@ -162,3 +163,37 @@ def test_threads_default_to_one_and_bad_values_are_named(monkeypatch):
         monkeypatch.setenv("SPOTCHECK_NUM_THREADS", bad)
         with pytest.raises(SettingsError, match=f"SPOTCHECK_NUM_THREADS='{bad}'"):
             load_settings()
+
+
+def test_the_depth_cap_is_off_by_default_can_be_set_and_bad_values_are_named(monkeypatch):
+    from features.settings import SettingsError
+
+    monkeypatch.delenv("SPOTCHECK_MAX_DEPTH", raising=False)
+    assert load_settings().max_depth == -1
+    assert fixed_params(seed=0, num_threads=1)["max_depth"] == -1
+    monkeypatch.setenv("SPOTCHECK_MAX_DEPTH", "8")
+    assert load_settings().max_depth == 8
+    for bad in ("deep", "0", "-2"):
+        monkeypatch.setenv("SPOTCHECK_MAX_DEPTH", bad)
+        with pytest.raises(SettingsError, match=f"SPOTCHECK_MAX_DEPTH='{bad}'"):
+            load_settings()
+
+
+def test_trees_respect_the_depth_cap():
+    x = np.random.default_rng(0).normal(size=(2000, 8))
+    y = (x[:, 0] * x[:, 1] + x[:, 2] > 0).astype(int)
+    for cap, deepest in ((3, 3), (-1, None)):
+        params = {**fixed_params(seed=0, num_threads=1, max_depth=cap), **default_params()}
+        params.update(num_leaves=31, min_data_in_leaf=5)
+        booster = lgb.train(params, lgb.Dataset(x, y), num_boost_round=20)
+        depths = [_depth(t["tree_structure"]) for t in booster.dump_model()["tree_info"]]
+        if deepest is None:
+            assert max(depths) > 3  # uncapped, 31 leaves go deeper
+        else:
+            assert max(depths) <= deepest
+
+
+def _depth(node: dict) -> int:
+    if "split_index" not in node:
+        return 0
+    return 1 + max(_depth(node["left_child"]), _depth(node["right_child"]))
