@@ -57,7 +57,15 @@ def check_model_spec(model: mlflow.pyfunc.PyFuncModel, data_spec: FeatureSpec) -
     Raises:
         ServingError: Naming both hashes and the features that differ.
     """
-    spec = scorer_of(model).spec
+    check_spec_against(scorer_of(model).spec, data_spec)
+
+
+def check_spec_against(spec: FeatureSpec, data_spec: FeatureSpec) -> None:
+    """``check_model_spec`` for a model's FeatureSpec ``spec`` already in hand.
+
+    Raises:
+        ServingError: Naming both hashes and the features that differ.
+    """
     missing = [name for name in spec.names if name not in data_spec.names]
     if missing:
         raise ServingError(

@@ -246,3 +246,48 @@ def report(
         typer.echo(f"wrote {path}", err=True)
     if unknown:
         raise fail(f"unknown store id(s), no report: {', '.join(unknown)}")
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model URI [default: models:/<SPOTCHECK_MODEL_NAME>@champion].",
+            show_default=False,
+        ),
+    ] = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    snapshot: Annotated[
+        Path | None,
+        typer.Option(
+            help="Feature table (spotcheck features) for POST /score_stores.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Serve a model online with BentoML's HTTP server: score, explain, model information.
+
+    The registered version is imported into BentoML's model store under a tag made of its
+    MLflow name and version; a model that is not spotcheck's, or a snapshot whose features
+    are defined differently from the model's, is refused before the server starts.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from features import FeaturesError
+    from features.tracking import model_name
+    from serving import ServingError
+    from serving.bento import import_to_store, server_command
+
+    uri = model or f"models:/{model_name()}@champion"
+    try:
+        tag = import_to_store(uri, snapshot)
+    except (FeaturesError, ServingError, MlflowException) as exc:
+        raise fail(str(exc)) from exc
+    env = {**os.environ, "SPOTCHECK_SERVE_BENTO_MODEL": tag}
+    if snapshot is not None:
+        env["SPOTCHECK_SERVE_SNAPSHOT"] = str(snapshot.resolve())
+    command = server_command(host, port)
+    typer.echo(f"serving {uri} (BentoML model {tag}) on http://{host}:{port}", err=True)
+    # Replace this process: signals (SIGTERM for a graceful stop) reach BentoML's server.
+    os.execvpe(command[0], command, env)

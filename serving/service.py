@@ -1,0 +1,194 @@
+"""The champion as a BentoML prediction service; ``spotcheck serve`` starts it.
+
+Routes (JSON; BentoML's own OpenAPI page at ``/`` and ``/docs.json`` documents them):
+
+* ``POST /score``: ``{"stores": [{"store_id", "features": {...}}]}`` (1-1,000) -> per store
+  the calibrated score, its band, base value, raw margin, reasons both ways and group sums;
+* ``POST /score_stores``: ``{"store_ids": [...]}``, features from the online snapshot; an
+  unknown id is an error on that item only;
+* ``POST /explain``: the full contribution vector per store;
+* ``GET /model``: name, version, alias, trained-at, holdout metrics, features, spec hash;
+* ``/livez``, ``/readyz`` (ready once the model is loaded and TreeSHAP compiled),
+  ``/metrics`` (BentoML's request counts and latencies plus the score distribution and the
+  top reasons, for drift watching).
+
+Set by ``spotcheck serve`` and read when a worker starts: ``SPOTCHECK_SERVE_BENTO_MODEL``
+(the tag the MLflow model was imported under in BentoML's model store; its metadata holds
+``serving.online.model_facts``), ``SPOTCHECK_SERVE_SNAPSHOT`` (optional feature table) and
+``SPOTCHECK_API_TOKEN`` (optional bearer token for every route but health and metrics).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from typing import Annotated, Any
+
+import bentoml
+from bentoml.exceptions import InvalidArgument, NotFound
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from serving.online import MAX_STORE_ID, MAX_STORES, RequestError, ServedModel, check_stores
+
+# Concurrency past which BentoML answers 429 at once, and the request timeout (seconds).
+MAX_CONCURRENCY = 32
+TIMEOUT_SECONDS = 30
+# Paths that stay open without a token: health, metrics and the API docs.
+OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/")
+OPEN_PREFIXES = ("/static_content", "/assets")
+
+
+class StoreIn(BaseModel):
+    """One store to score: its id and its feature values by FeatureSpec name."""
+
+    store_id: Annotated[str, Field(min_length=1, max_length=MAX_STORE_ID)]
+    features: dict[str, Any]
+
+
+Stores = Annotated[list[StoreIn], Field(min_length=1, max_length=MAX_STORES)]
+StoreIds = Annotated[
+    list[Annotated[str, Field(min_length=1, max_length=MAX_STORE_ID)]],
+    Field(min_length=1, max_length=MAX_STORES),
+]
+
+# GET routes BentoML's API decorator does not make; mounted at the root after BentoML's own
+# routes (no docs of its own: BentoML's OpenAPI page is the one).
+info_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+
+
+class BearerAuth:
+    """ASGI middleware: 401 on every route but health, metrics and docs without the token."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Pass the request on, or answer 401 (the token is read per request)."""
+        from serving.online import api_token
+
+        token = api_token()
+        if scope["type"] != "http" or token is None or _is_open(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        expected = f"Bearer {token}".encode()
+        if hmac.compare_digest(given, expected):
+            await self.app(scope, receive, send)
+            return
+        body = json.dumps({"error": "missing or invalid bearer token"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"www-authenticate", b"Bearer"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
+@bentoml.service(
+    name="spotcheck",
+    workers=1,
+    traffic={"timeout": TIMEOUT_SECONDS, "max_concurrency": MAX_CONCURRENCY},
+)
+@bentoml.asgi_app(info_app, path="/")
+class CounterfeitService:
+    """Scores and explains stores with the model imported under ``SPOTCHECK_SERVE_BENTO_MODEL``."""
+
+    def __init__(self) -> None:
+        from serving.metrics import ServiceMetrics
+        from serving.online import load_snapshot
+
+        self.model = _load_model(os.environ["SPOTCHECK_SERVE_BENTO_MODEL"])
+        snapshot = os.environ.get("SPOTCHECK_SERVE_SNAPSHOT")
+        self.snapshot = load_snapshot(snapshot, self.model.scorer.spec) if snapshot else None
+        self.metrics = ServiceMetrics()
+        # Compile and warm TreeSHAP before /readyz says ready: the first request is not slow.
+        self.model.scorer.score_records([{}])
+        self.ready = True
+
+    def __is_ready__(self) -> bool:
+        return getattr(self, "ready", False)
+
+    @bentoml.api(route="/score")
+    def score(self, stores: Stores) -> dict[str, Any]:
+        """Score stores given with their features; reasons both ways with every score."""
+        records = _checked(stores, self.model)
+        ids = [s.store_id for s in stores]
+        return {"model": self.model.label, "stores": self._scored(ids, records)}
+
+    @bentoml.api(route="/score_stores")
+    def score_stores(self, store_ids: StoreIds) -> dict[str, Any]:
+        """Score stores by id with the snapshot's features; unknown ids are item errors."""
+        if self.snapshot is None:
+            raise NotFound("no feature snapshot: start the service with --snapshot FEATURES")
+        self.snapshot.reload_if_changed()
+        rows, unknown = self.snapshot.rows(store_ids)
+        known = [s for s in store_ids if s not in set(unknown)]
+        scored = dict(zip(known, self._scored(known, rows), strict=True)) if known else {}
+        missing = {"error": "unknown store id: not in the feature snapshot"}
+        out = [scored.get(s) or {"store_id": s, **missing} for s in store_ids]
+        return {"model": self.model.label, "stores": out}
+
+    @bentoml.api(route="/explain")
+    def explain(self, stores: Stores) -> dict[str, Any]:
+        """The full contribution vector (log-odds per feature) of every store."""
+        records = _checked(stores, self.model)
+        scorer = self.model.scorer
+        contributions = scorer.contributions(scorer.records_.matrix(records))
+        names = scorer.spec.names
+        return {
+            "model": self.model.label,
+            "stores": [
+                {
+                    "store_id": store.store_id,
+                    "base_value": float(row[-1]),
+                    "raw_score": float(row.sum()),
+                    "contributions": dict(zip(names, map(float, row[:-1]), strict=True)),
+                }
+                for store, row in zip(stores, contributions, strict=True)
+            ],
+        }
+
+    @info_app.get("/model")
+    def model_info(self) -> dict[str, Any]:
+        """Name, version, alias, trained-at, holdout metrics, features and spec hash."""
+        return self.model.info
+
+    def _scored(self, ids: list[str], records: list[dict]) -> list[dict[str, Any]]:
+        from serving.report import band
+
+        scored = self.model.scorer.score_records(records)
+        self.metrics.observe(scored)
+        return [
+            {"store_id": i, "band": band(s["score"]), **s} for i, s in zip(ids, scored, strict=True)
+        ]
+
+
+CounterfeitService.add_asgi_middleware(BearerAuth)
+
+
+def _checked(stores: list[StoreIn], model: ServedModel) -> list[dict]:
+    """The stores' feature mappings, or a 400 naming the field at fault."""
+    try:
+        return check_stores([s.model_dump() for s in stores], model.scorer.spec)
+    except RequestError as exc:
+        raise InvalidArgument(str(exc)) from exc
+
+
+def _load_model(tag: str) -> ServedModel:
+    """The MLflow model imported into BentoML's model store under ``tag``, with its facts."""
+    from features.scoring.model import scorer_of
+
+    stored = bentoml.models.get(tag)
+    pyfunc = bentoml.mlflow.load_model(stored)
+    return ServedModel(scorer_of(pyfunc), dict(stored.info.metadata))
