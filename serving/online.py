@@ -157,7 +157,10 @@ class Snapshot:
 
     def reload_if_changed(self) -> bool:
         """Load the file again if it changed; True if a new snapshot is in place."""
-        mtime = self.path.stat().st_mtime_ns
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError:
+            return False  # being replaced or gone: keep serving the snapshot in hand
         if mtime == self.mtime_ns:
             return False
         with self._lock:
