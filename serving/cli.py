@@ -265,6 +265,13 @@ def serve(
             help="Feature table (spotcheck features) for POST /score_stores.", show_default=False
         ),
     ] = None,
+    histories: Annotated[
+        Path | None,
+        typer.Option(
+            help="The histories the snapshot was built from, for GET /report/{store_id}.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Serve a model online with BentoML's HTTP server: score, explain, model information.
 
@@ -280,6 +287,10 @@ def serve(
     from serving.bento import import_to_store, server_command
 
     uri = model or f"models:/{model_name()}@champion"
+    if histories is not None and snapshot is None:
+        raise typer.BadParameter("--histories goes with --snapshot (the features built from them)")
+    if histories is not None and not histories.is_dir():
+        raise fail(f"histories directory {histories} does not exist")
     try:
         tag = import_to_store(uri, snapshot)
     except (FeaturesError, ServingError, MlflowException) as exc:
@@ -287,6 +298,8 @@ def serve(
     env = {**os.environ, "SPOTCHECK_SERVE_BENTO_MODEL": tag}
     if snapshot is not None:
         env["SPOTCHECK_SERVE_SNAPSHOT"] = str(snapshot.resolve())
+    if histories is not None:
+        env["SPOTCHECK_SERVE_HISTORIES"] = str(histories.resolve())
     command = server_command(host, port)
     typer.echo(f"serving {uri} (BentoML model {tag}) on http://{host}:{port}", err=True)
     # Replace this process: signals (SIGTERM for a graceful stop) reach BentoML's server.

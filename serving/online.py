@@ -143,6 +143,7 @@ class Snapshot:
 
     path: Path
     spec: FeatureSpec
+    data_spec: FeatureSpec
     table: pd.DataFrame
     mtime_ns: int
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -152,7 +153,7 @@ class Snapshot:
         table = self.table  # one reference: a concurrent reload cannot mix two snapshots
         known = [s for s in store_ids if s in table.index]
         unknown = [s for s in store_ids if s not in table.index]
-        frame = table.loc[known]
+        frame = table.loc[known, list(self.spec.names)]
         return [_row_dict(frame.iloc[i]) for i in range(len(frame))], unknown
 
     def reload_if_changed(self) -> bool:
@@ -167,7 +168,7 @@ class Snapshot:
             if mtime == self.mtime_ns:
                 return False
             fresh = load_snapshot(self.path, self.spec)
-            self.table, self.mtime_ns = fresh.table, fresh.mtime_ns
+            self.table, self.data_spec, self.mtime_ns = fresh.table, fresh.data_spec, fresh.mtime_ns
         return True
 
 
@@ -207,7 +208,9 @@ def load_snapshot(path: str | Path, model_spec: FeatureSpec) -> Snapshot:
     if "store_id" not in table.columns:
         raise ServingError(f"snapshot {path} has no store_id column")
     table = table.assign(store_id=table["store_id"].astype(str)).set_index("store_id")
-    return Snapshot(path, model_spec, table[list(model_spec.names)], mtime)
+    # The whole table is kept (as_of and features the model does not use included): case
+    # reports are built from it as ``spotcheck report`` builds them from a feature table.
+    return Snapshot(path, model_spec, data_spec, table, mtime)
 
 
 def check_stores(stores: Sequence[Mapping[str, Any]], spec: FeatureSpec) -> list[dict]:

@@ -8,13 +8,16 @@ Routes (JSON; BentoML's own OpenAPI page at ``/`` and ``/docs.json`` documents t
   unknown id is an error on that item only;
 * ``POST /explain``: the full contribution vector per store;
 * ``GET /model``: name, version, alias, trained-at, holdout metrics, features, spec hash;
+* ``GET /report/{store_id}``: the reviewer case report (HTML) of a store in the snapshot,
+  built from the histories (``--histories``);
 * ``/livez``, ``/readyz`` (ready once the model is loaded and TreeSHAP compiled),
   ``/metrics`` (BentoML's request counts and latencies plus the score distribution and the
   top reasons, for drift watching).
 
 Set by ``spotcheck serve`` and read when a worker starts: ``SPOTCHECK_SERVE_BENTO_MODEL``
 (the tag the MLflow model was imported under in BentoML's model store; its metadata holds
-``serving.online.model_facts``), ``SPOTCHECK_SERVE_SNAPSHOT`` (optional feature table) and
+``serving.online.model_facts``), ``SPOTCHECK_SERVE_SNAPSHOT`` (optional feature table),
+``SPOTCHECK_SERVE_HISTORIES`` (optional histories directory the snapshot was built from) and
 ``SPOTCHECK_API_TOKEN`` (optional bearer token for every route but health and metrics).
 """
 
@@ -23,6 +26,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
@@ -108,9 +112,11 @@ class CounterfeitService:
         from serving.metrics import ServiceMetrics
         from serving.online import load_snapshot
 
-        self.model = _load_model(os.environ["SPOTCHECK_SERVE_BENTO_MODEL"])
+        self.model, self.pyfunc = _load_model(os.environ["SPOTCHECK_SERVE_BENTO_MODEL"])
         snapshot = os.environ.get("SPOTCHECK_SERVE_SNAPSHOT")
         self.snapshot = load_snapshot(snapshot, self.model.scorer.spec) if snapshot else None
+        histories = os.environ.get("SPOTCHECK_SERVE_HISTORIES")
+        self.histories = Path(histories) if histories else None
         self.metrics = ServiceMetrics()
         # Compile and warm TreeSHAP before /readyz says ready: the first request is not slow.
         self.model.scorer.score_records([{}])
@@ -164,6 +170,26 @@ class CounterfeitService:
         """Name, version, alias, trained-at, holdout metrics, features and spec hash."""
         return self.model.info
 
+    @info_app.get("/report/{store_id}")
+    def report(self, store_id: str):
+        """The reviewer case report of a store in the snapshot, as self-contained HTML."""
+        from fastapi.responses import HTMLResponse, JSONResponse
+
+        from serving.report import build_cases, report_html
+
+        if self.snapshot is None or self.histories is None:
+            message = "no reports: start the service with --snapshot and --histories"
+            return JSONResponse({"error": message}, status_code=404)
+        self.snapshot.reload_if_changed()
+        table = self.snapshot.table  # one snapshot for the whole report
+        if store_id not in table.index:
+            message = f"unknown store id {store_id!r}: not in the feature snapshot"
+            return JSONResponse({"error": message}, status_code=404)
+        built = (table.reset_index(), self.snapshot.data_spec)
+        cases, _ = build_cases(self.pyfunc, self.model.facts.get("uri", ""), self.histories,
+                               [store_id], built)  # fmt: skip
+        return HTMLResponse(report_html(cases[0]))
+
     def _scored(self, ids: list[str], records: list[dict]) -> list[dict[str, Any]]:
         from serving.report import band
 
@@ -185,10 +211,10 @@ def _checked(stores: list[StoreIn], model: ServedModel) -> list[dict]:
         raise InvalidArgument(str(exc)) from exc
 
 
-def _load_model(tag: str) -> ServedModel:
-    """The MLflow model imported into BentoML's model store under ``tag``, with its facts."""
+def _load_model(tag: str):
+    """The model imported into BentoML's model store under ``tag``, and its pyfunc form."""
     from features.scoring.model import scorer_of
 
     stored = bentoml.models.get(tag)
     pyfunc = bentoml.mlflow.load_model(stored)
-    return ServedModel(scorer_of(pyfunc), dict(stored.info.metadata))
+    return ServedModel(scorer_of(pyfunc), dict(stored.info.metadata)), pyfunc

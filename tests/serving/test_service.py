@@ -65,7 +65,7 @@ def snapshot(histories_model, cli, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(histories_model, snapshot, mlflow_uri, tmp_path_factory):
     """The served model's base URL; the server is stopped with SIGTERM afterwards."""
-    _, name = histories_model
+    histories, name = histories_model
     port = _free_port()
     env = {
         **os.environ,
@@ -77,7 +77,7 @@ def server(histories_model, snapshot, mlflow_uri, tmp_path_factory):
     with log.open("w") as sink:
         process = subprocess.Popen(
             [_spotcheck(), "serve", "--model", f"models:/{name}/1", "--port", str(port),
-             "--snapshot", str(snapshot)],
+             "--snapshot", str(snapshot), "--histories", str(histories)],
             env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -213,7 +213,8 @@ def test_scoring_and_model_routes_need_the_token_health_and_metrics_do_not(serve
     base, _, _ = server
     body = {"stores": _stores(snapshot, 1)}
     for path, payload in (("/score", body), ("/explain", body),
-                          ("/score_stores", {"store_ids": ["x"]}), ("/model", None)):  # fmt: skip
+                          ("/score_stores", {"store_ids": ["x"]}), ("/model", None),
+                          ("/report/x", None)):  # fmt: skip
         assert _request(base, path, payload, token=None)[0] == 401, path
         assert _request(base, path, payload, token="wrong")[0] == 401, path
     for path in ("/livez", "/readyz", "/metrics"):
@@ -252,3 +253,25 @@ def test_a_snapshot_with_another_feature_spec_is_refused_before_start(
     )  # fmt: skip
     assert result.returncode == 1
     assert "model FeatureSpec hash" in result.stderr and "differs from the data's" in result.stderr
+
+
+def test_report_route_serves_the_case_report_of_a_snapshot_store(server, snapshot):
+    base, _, _ = server
+    store = _stores(snapshot, 1)[0]["store_id"]
+    started = time.monotonic()
+    status, page = _request(base, f"/report/{store}")
+    took = time.monotonic() - started
+    assert status == 200, page
+    assert isinstance(page, str) and page.startswith("<!DOCTYPE html>")
+    for section in ("Raising the risk", "Evidence from the store", "Linked stores"):
+        assert section in page
+    assert f"Store {store}" in page
+    print(f"report of {store} built and served in {took:.2f} s")
+    status, answer = _request(base, "/report/NO-SUCH-STORE")
+    assert status == 404 and "'NO-SUCH-STORE'" in answer["error"]
+
+
+def test_histories_without_a_snapshot_is_a_usage_error(cli, tmp_path):
+    result = cli("serve", "--histories", tmp_path)  # refused before anything starts
+    assert result.exit_code == 2
+    assert "--histories goes with --snapshot" in result.stderr
