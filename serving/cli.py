@@ -272,6 +272,12 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    max_concurrency: Annotated[
+        int, typer.Option(min=1, help="Requests in flight past which the server answers 429.")
+    ] = 32,
+    timeout: Annotated[
+        int, typer.Option(min=1, help="Seconds before a request is answered 504.")
+    ] = 30,
 ) -> None:
     """Serve a model online with BentoML's HTTP server: score, explain, model information.
 
@@ -295,7 +301,12 @@ def serve(
         tag = import_to_store(uri, snapshot)
     except (FeaturesError, ServingError, MlflowException) as exc:
         raise fail(str(exc)) from exc
-    env = {**os.environ, "SPOTCHECK_SERVE_BENTO_MODEL": tag}
+    env = {
+        **os.environ,
+        "SPOTCHECK_SERVE_BENTO_MODEL": tag,
+        "SPOTCHECK_SERVE_MAX_CONCURRENCY": str(max_concurrency),
+        "SPOTCHECK_SERVE_TIMEOUT": str(timeout),
+    }
     if snapshot is not None:
         env["SPOTCHECK_SERVE_SNAPSHOT"] = str(snapshot.resolve())
     if histories is not None:

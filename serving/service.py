@@ -36,7 +36,8 @@ from pydantic import BaseModel, Field
 
 from serving.online import MAX_STORE_ID, MAX_STORES, RequestError, ServedModel, check_stores
 
-# Concurrency past which BentoML answers 429 at once, and the request timeout (seconds).
+# Concurrency past which BentoML answers 429 at once, and the request timeout (seconds);
+# `spotcheck serve --max-concurrency/--timeout` set them through the environment.
 MAX_CONCURRENCY = 32
 TIMEOUT_SECONDS = 30
 # Paths that stay open without a token: health, metrics and the API docs.
@@ -99,10 +100,15 @@ def _is_open(path: str) -> bool:
     return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
+# Read when the server imports this module (BentoML fixes a service's traffic settings in its
+# definition); only `bentoml serve` imports it.
 @bentoml.service(
     name="spotcheck",
     workers=1,
-    traffic={"timeout": TIMEOUT_SECONDS, "max_concurrency": MAX_CONCURRENCY},
+    traffic={
+        "timeout": int(os.environ.get("SPOTCHECK_SERVE_TIMEOUT", TIMEOUT_SECONDS)),
+        "max_concurrency": int(os.environ.get("SPOTCHECK_SERVE_MAX_CONCURRENCY", MAX_CONCURRENCY)),
+    },
 )
 @bentoml.asgi_app(info_app, path="/")
 class CounterfeitService:
