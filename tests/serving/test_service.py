@@ -200,3 +200,27 @@ def test_histories_without_a_snapshot_is_a_usage_error(cli, tmp_path):
     result = cli("serve", "--histories", tmp_path)  # refused before anything starts
     assert result.exit_code == 2
     assert "--histories goes with --snapshot" in result.stderr
+
+
+def test_an_oversized_or_unsized_body_is_refused_before_it_is_read(server):
+    import http.client
+
+    base, _, _ = server
+    host, port = base.removeprefix("http://").split(":")
+    for headers, status, message in (
+        ({"Content-Length": str(64 * 2**20)}, 413, "at most 16777216"),
+        ({"Transfer-Encoding": "chunked"}, 411, "Content-Length"),
+    ):
+        connection = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            connection.putrequest("POST", "/score")
+            connection.putheader("Content-Type", "application/json")
+            connection.putheader("Authorization", f"Bearer {TOKEN}")
+            for name, value in headers.items():
+                connection.putheader(name, value)
+            connection.endheaders()  # no body sent: the answer comes from the headers alone
+            response = connection.getresponse()
+            assert response.status == status
+            assert message in json.loads(response.read())["error"]
+        finally:
+            connection.close()
