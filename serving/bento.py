@@ -65,3 +65,60 @@ def server_command(host: str, port: int) -> list[str]:
     """``bentoml serve`` of the service, from this environment."""
     bentoml = Path(sys.executable).with_name("bentoml")
     return [str(bentoml), "serve", SERVICE, "--host", host, "--port", str(port)]
+
+
+# What a Bento carries: the service and the code it imports, nothing of training or of the
+# feature build (reports, which need DuckDB and the histories, are a --with-reports option).
+# mlflow-skinny, not mlflow: loading a pyfunc model needs no server, UI or scikit-learn.
+BENTO_CODE = [
+    "serving/__init__.py", "serving/service.py", "serving/online.py", "serving/metrics.py",
+    "serving/batch.py", "features/__init__.py", "features/spec.py", "features/scoring/*.py",
+]  # fmt: skip
+BENTO_REPORT_CODE = [
+    "serving/report.py", "features/settings.py", "features/build.py", "features/byo.py",
+    "features/io.py", "features/contract/**/*.py", "features/store/**/*.py",
+    "features/links/**/*.py",
+]  # fmt: skip
+BENTO_PACKAGES = [
+    "bentoml", "mlflow-skinny", "lightgbm", "numba", "numpy", "pandas", "pyarrow", "fastapi",
+    "pydantic", "prometheus-client",
+]  # fmt: skip
+
+
+def build_bento(uri: str, with_reports: bool = False) -> str:
+    """Build a Bento of the service and the model; its tag (``spotcheck:<version>``).
+
+    The Bento carries the model (imported as by ``spotcheck serve``), the serving code and the
+    scoring code it imports, and pinned runtime requirements: no Optuna, scikit-learn, shap or
+    training code; DuckDB and the feature build only ``with_reports``. It serves with
+    ``bentoml serve TAG`` (or a container from ``bentoml containerize``).
+
+    Raises:
+        ServingError: The model does not load or is not spotcheck's.
+    """
+    import json
+    import tempfile
+    from importlib.metadata import version
+
+    import bentoml
+
+    tag = import_to_store(uri, None)
+    packages = [*BENTO_PACKAGES, *(["duckdb", "scipy"] if with_reports else [])]
+    config = {
+        "service": SERVICE,
+        "name": "spotcheck",
+        "labels": {"mlflow_model": re.sub(r"[^A-Za-z0-9_.-]+", "_", uri)},
+        "include": [*BENTO_CODE, *(BENTO_REPORT_CODE if with_reports else [])],
+        "python": {"packages": [f"{p}=={version(p)}" for p in packages]},
+        "models": [tag],
+    }
+    # A bentofile (JSON is YAML) outside the source tree: the build reads nothing else.
+    with tempfile.TemporaryDirectory() as tmp:
+        bentofile = Path(tmp) / "bentofile.yaml"
+        bentofile.write_text(json.dumps(config))
+        bento = bentoml.bentos.build_bentofile(
+            str(bentofile),
+            build_ctx=str(Path(__file__).resolve().parent.parent),
+            args={"model": tag},  # the service's bentoml.use_arguments(): what to load
+        )
+    return str(bento.tag)

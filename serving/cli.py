@@ -315,3 +315,38 @@ def serve(
     typer.echo(f"serving {uri} (BentoML model {tag}) on http://{host}:{port}", err=True)
     # Replace this process: signals (SIGTERM for a graceful stop) reach BentoML's server.
     os.execvpe(command[0], command, env)
+
+
+bento_app = typer.Typer(no_args_is_help=True, add_completion=False, help="BentoML Bentos.")
+
+
+@bento_app.command("build")
+def bento_build(
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model URI [default: models:/<SPOTCHECK_MODEL_NAME>@champion].",
+            show_default=False,
+        ),
+    ] = None,
+    with_reports: Annotated[
+        bool, typer.Option(help="Also carry the report code and DuckDB (GET /report).")
+    ] = False,
+) -> None:
+    """Build a Bento of the service and the model: only serving dependencies, no training code.
+
+    Prints the Bento's tag; serve it with ``bentoml serve TAG`` (BENTOML_HOME as here).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from features import FeaturesError
+    from features.tracking import model_name
+    from serving import ServingError
+    from serving.bento import build_bento
+
+    uri = model or f"models:/{model_name()}@champion"
+    try:
+        tag = build_bento(uri, with_reports)
+    except (FeaturesError, ServingError, MlflowException) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(tag)

@@ -28,9 +28,16 @@ if TYPE_CHECKING:
     from features.spec import FeatureSpec
 
 MAX_STORES = 1000
+# Probability bands of a score, from the floor up; reports and the service both use them.
+BANDS = ((0.9, "very high"), (0.5, "high"), (0.2, "elevated"), (0.0, "low"))
 # Scorers whose holdout metrics the training run logs (``<scorer>.<metric>``).
 HOLDOUT_SCORERS = ("model", "logistic_regression", "price_rule")
 MAX_STORE_ID = 200
+
+
+def band(probability: float) -> str:
+    """The probability band of a score ("very high" .. "low")."""
+    return next(name for floor, name in BANDS if probability >= floor)
 
 
 class RequestError(ServingError):

@@ -26,20 +26,14 @@ import numpy as np
 import pandas as pd
 
 from features.spec import AS_OF, KEY, FeatureSpec
+from serving.online import band
 
-# Probability bands a reviewer reads at a glance.
-BANDS = ((0.9, "very high"), (0.5, "high"), (0.2, "elevated"), (0.0, "low"))
 HISTORY_MONTHS = 6
 SIMILAR_STORES = 5
 LINKED_SHOWN = 24
 EVIDENCE_ROWS = 5
 REPORT_RISK_REASONS = 8
 REPORT_MITIGATING_REASONS = 5
-
-
-def band(probability: float) -> str:
-    """The probability band of a score ("very high" .. "low")."""
-    return next(name for floor, name in BANDS if probability >= floor)
 
 
 @dataclass

@@ -34,7 +34,14 @@ from bentoml.exceptions import InvalidArgument, NotFound
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from serving.online import MAX_STORE_ID, MAX_STORES, RequestError, ServedModel, check_stores
+from serving.online import (
+    MAX_STORE_ID,
+    MAX_STORES,
+    RequestError,
+    ServedModel,
+    band,
+    check_stores,
+)
 
 # Concurrency past which BentoML answers 429 at once, and the request timeout (seconds);
 # `spotcheck serve --max-concurrency/--timeout` set them through the environment.
@@ -63,6 +70,8 @@ StoreIds = Annotated[
 # GET routes BentoML's API decorator does not make; mounted at the root after BentoML's own
 # routes (no docs of its own: BentoML's OpenAPI page is the one).
 info_app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+# A Bento built by `spotcheck bento build` carries its model's tag as the argument `model`.
+BENTO_ARGUMENTS = bentoml.use_arguments()
 
 
 class BearerAuth:
@@ -148,7 +157,7 @@ class CounterfeitService:
         from serving.metrics import ServiceMetrics
         from serving.online import load_snapshot
 
-        self.model, self.pyfunc = _load_model(os.environ["SPOTCHECK_SERVE_BENTO_MODEL"])
+        self.model, self.pyfunc = _load_model(_model_tag())
         snapshot = os.environ.get("SPOTCHECK_SERVE_SNAPSHOT")
         self.snapshot = load_snapshot(snapshot, self.model.scorer.spec) if snapshot else None
         histories = os.environ.get("SPOTCHECK_SERVE_HISTORIES")
@@ -227,8 +236,6 @@ class CounterfeitService:
         return HTMLResponse(report_html(cases[0]))
 
     def _scored(self, ids: list[str], records: list[dict]) -> list[dict[str, Any]]:
-        from serving.report import band
-
         scored = self.model.scorer.score_records(records)
         self.metrics.observe(scored)
         return [
@@ -247,6 +254,17 @@ def _checked(stores: list[StoreIn], model: ServedModel) -> list[dict]:
         return check_stores([s.model_dump() for s in stores], model.scorer.spec)
     except RequestError as exc:
         raise InvalidArgument(str(exc)) from exc
+
+
+def _model_tag() -> str:
+    """The BentoML model to serve: set by ``spotcheck serve``, or a built Bento's argument."""
+    tag = os.environ.get("SPOTCHECK_SERVE_BENTO_MODEL") or getattr(BENTO_ARGUMENTS, "model", None)
+    if not tag:
+        raise RuntimeError(
+            "no model to serve: start with `spotcheck serve`, or serve a Bento built by "
+            "`spotcheck bento build` (SPOTCHECK_SERVE_BENTO_MODEL names a BentoML model tag)"
+        )
+    return tag
 
 
 def _load_model(tag: str):

@@ -6,6 +6,7 @@ import typer
 
 from features.cli import app as features_app
 from serving.cli import app as serving_app
+from serving.cli import bento_app
 from training.cli import app as training_app
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ def main() -> None:
 
 for sub_app in (features_app, training_app, serving_app):
     app.registered_commands.extend(sub_app.registered_commands)
+app.add_typer(bento_app, name="bento")
 
 
 if __name__ == "__main__":

@@ -75,8 +75,10 @@ class Server:
         return self.process.returncode
 
 
-def start_server(args: list[str], env: dict[str, str], log: Path) -> Server:
-    """``spotcheck serve ARGS`` on a free port, once ``/readyz`` answers 200.
+def start_server(
+    args: list[str], env: dict[str, str], log: Path, command: list[str] | None = None
+) -> Server:
+    """``spotcheck serve ARGS`` (or ``COMMAND ARGS``) on a free port, once ``/readyz`` is 200.
 
     Raises:
         pytest.fail.Exception: The server died or was not ready in ``START_TIMEOUT``.
@@ -84,7 +86,7 @@ def start_server(args: list[str], env: dict[str, str], log: Path) -> Server:
     port = free_port()
     with log.open("w") as sink:
         process = subprocess.Popen(
-            [spotcheck_command(), "serve", "--port", str(port), *args],
+            [*(command or [spotcheck_command(), "serve"]), "--port", str(port), *args],
             env={**os.environ, **env}, stdout=sink, stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip

@@ -7,7 +7,7 @@ import re
 import pandas as pd
 import pytest
 
-from serving.report import band
+from serving.online import band
 
 
 def test_bands():
