@@ -32,6 +32,22 @@ ModelOpt = Annotated[
 ]
 
 
+# The model to serve or package: the registered champion unless a URI is given.
+ServedModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Model URI [default: models:/<SPOTCHECK_MODEL_NAME>@champion].", show_default=False
+    ),
+]
+
+
+def champion_uri() -> str:
+    """``models:/<SPOTCHECK_MODEL_NAME>@champion``, the name read now."""
+    from features.tracking import model_name
+
+    return f"models:/{model_name()}@champion"
+
+
 def _check_sources(
     histories: Path | None, features: Path | None, links: Path | None, labels: Path | None
 ) -> None:
@@ -250,13 +266,7 @@ def report(
 
 @app.command()
 def serve(
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model URI [default: models:/<SPOTCHECK_MODEL_NAME>@champion].",
-            show_default=False,
-        ),
-    ] = None,
+    model: ServedModelOpt = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 3000,
     host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
     snapshot: Annotated[
@@ -288,11 +298,10 @@ def serve(
     from mlflow.exceptions import MlflowException
 
     from features import FeaturesError
-    from features.tracking import model_name
     from serving import ServingError
     from serving.bento import import_to_store, server_command
 
-    uri = model or f"models:/{model_name()}@champion"
+    uri = model or champion_uri()
     if histories is not None and snapshot is None:
         raise typer.BadParameter("--histories goes with --snapshot (the features built from them)")
     if histories is not None and not histories.is_dir():
@@ -322,13 +331,7 @@ bento_app = typer.Typer(no_args_is_help=True, add_completion=False, help="BentoM
 
 @bento_app.command("build")
 def bento_build(
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model URI [default: models:/<SPOTCHECK_MODEL_NAME>@champion].",
-            show_default=False,
-        ),
-    ] = None,
+    model: ServedModelOpt = None,
     with_reports: Annotated[
         bool, typer.Option(help="Also carry the report code and DuckDB (GET /report).")
     ] = False,
@@ -340,11 +343,10 @@ def bento_build(
     from mlflow.exceptions import MlflowException
 
     from features import FeaturesError
-    from features.tracking import model_name
     from serving import ServingError
     from serving.bento import build_bento
 
-    uri = model or f"models:/{model_name()}@champion"
+    uri = model or champion_uri()
     try:
         tag = build_bento(uri, with_reports)
     except (FeaturesError, ServingError, MlflowException) as exc:
