@@ -67,6 +67,7 @@ def build_cases(
     histories: Path,
     store_ids: list[str],
     built: tuple[pd.DataFrame, FeatureSpec] | None = None,
+    scores: pd.Series | None = None,
 ):
     """The cases of ``store_ids`` (known ones), and the ids the histories do not have.
 
@@ -77,14 +78,15 @@ def build_cases(
         store_ids: Stores to report on.
         built: The histories' feature table as of their end and its spec, if the caller
             has built it already (``spotcheck queue --reports``); built here otherwise.
+        scores: Every store's calibrated score on that table by store id, if the caller
+            keeps them (the service, per snapshot: 1.7 s of the report at 60,000 stores);
+            computed here otherwise.
 
     Returns:
         ``(cases, unknown_ids)``.
     """
     from features.build import build_feature_table
     from features.contract.histories import open_histories
-    from features.scoring.calibrator import apply_calibrator
-    from features.scoring.encoding import encode_features
     from features.scoring.model import scorer_of
     from features.settings import duckdb_connection
     from serving.batch import check_model_spec
@@ -98,9 +100,8 @@ def build_cases(
     if not wanted:
         return [], unknown
     con = open_histories(histories, duckdb_connection())
-    matrix = encode_features(table, scorer.spec, scorer.levels_)
-    raw = scorer.booster_.predict(matrix, raw_score=True)
-    scores = pd.Series(apply_calibrator(scorer.calibrator_, raw), index=table[KEY].astype(str))
+    if scores is None:
+        scores = table_scores(scorer, table)
     labels = (
         con.execute("SELECT store_id, is_counterfeit FROM labels ORDER BY labeled_at")
         .df()
@@ -132,6 +133,17 @@ def build_cases(
             )
         )
     return cases, unknown
+
+
+def table_scores(scorer, table: pd.DataFrame) -> pd.Series:
+    """Calibrated score of every store of a feature table, by store id (no reasons)."""
+    from features.scoring.calibrator import apply_calibrator
+    from features.scoring.encoding import encode_features
+
+    raw = scorer.booster_.predict(
+        encode_features(table, scorer.spec, scorer.levels_), raw_score=True
+    )
+    return pd.Series(apply_calibrator(scorer.calibrator_, raw), index=table[KEY].astype(str))
 
 
 def _current_links(con, as_of: pd.Timestamp) -> pd.DataFrame:

@@ -170,6 +170,7 @@ class CounterfeitService:
         histories = os.environ.get("SPOTCHECK_SERVE_HISTORIES")
         self.histories = Path(histories) if histories else None
         self.metrics = ServiceMetrics()
+        self._scores = None  # (snapshot version, scores) for reports
         # Compile and warm TreeSHAP before /readyz says ready: the first request is not slow.
         self.model.scorer.score_records([{}])
         # Everything loaded so far lives as long as the worker: keep it out of the cyclic
@@ -196,7 +197,8 @@ class CounterfeitService:
             raise NotFound("no feature snapshot: start the service with --snapshot FEATURES")
         self.snapshot.reload_if_changed()
         rows, unknown = self.snapshot.rows(store_ids)
-        known = [s for s in store_ids if s not in set(unknown)]
+        missing_ids = set(unknown)
+        known = [s for s in store_ids if s not in missing_ids]
         scored = dict(zip(known, self._scored(known, rows), strict=True)) if known else {}
         missing = {"error": "unknown store id: not in the feature snapshot"}
         out = [scored.get(s) or {"store_id": s, **missing} for s in store_ids]
@@ -242,10 +244,21 @@ class CounterfeitService:
         if store_id not in table.index:
             message = f"unknown store id {store_id!r}: not in the feature snapshot"
             return JSONResponse({"error": message}, status_code=404)
-        built = (table.reset_index(), self.snapshot.data_spec)
-        cases, _ = build_cases(self.pyfunc, self.model.facts.get("uri", ""), self.histories,
-                               [store_id], built)  # fmt: skip
+        frame = table.reset_index()
+        cases, _ = build_cases(
+            self.pyfunc, self.model.facts.get("uri", ""), self.histories, [store_id],
+            (frame, self.snapshot.data_spec), self._snapshot_scores(frame),
+        )  # fmt: skip
         return HTMLResponse(report_html(cases[0]))
+
+    def _snapshot_scores(self, frame):
+        """Every snapshot store's score (the reports' linked stores), once per snapshot."""
+        from serving.report import table_scores
+
+        key = self.snapshot.mtime_ns
+        if self._scores is None or self._scores[0] != key:
+            self._scores = (key, table_scores(self.model.scorer, frame))
+        return self._scores[1]
 
     def _scored(self, ids: list[str], records: list[dict]) -> list[dict[str, Any]]:
         scored = self.model.scorer.score_records(records)
