@@ -232,6 +232,19 @@ def histories_model(mlflow_uri: str, tmp_path_factory: pytest.TempPathFactory):
     return histories, name
 
 
+@pytest.fixture(scope="package")
+def histories_scores(histories_model, tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """``spotcheck score`` of every store of ``histories_model`` (read-only), riskiest first."""
+    histories, name = histories_model
+    out = tmp_path_factory.mktemp("histories_scores") / "scores.parquet"
+    scored = run_cli(
+        "score", "--histories", histories, "--model", f"models:/{name}/1", "--out", out,
+        "--top", 0,
+    )  # fmt: skip
+    assert scored.exit_code == 0, scored.stderr
+    return pd.read_parquet(out)
+
+
 def make_tiny_scorer(calibrator: dict | None = None):
     """A real scorer on features ``n`` (int), ``flag`` (bool), ``kind`` (category), ``x``."""
     import lightgbm as lgb

@@ -17,16 +17,11 @@ def test_bands():
 
 
 @pytest.fixture(scope="module")
-def reports(histories_model, cli, tmp_path_factory):
+def reports(histories_model, histories_scores, cli, tmp_path_factory):
     """Reports of the two riskiest stores, one store labelled counterfeit, and an unknown id."""
     histories, name = histories_model
     work = tmp_path_factory.mktemp("reports")
-    scored = cli(
-        "score", "--histories", histories, "--model", f"models:/{name}/1", "--out",
-        work / "scores.parquet", "--top", 0,
-    )  # fmt: skip
-    assert scored.exit_code == 0, scored.stderr
-    scores = pd.read_parquet(work / "scores.parquet")
+    scores = histories_scores
     labels = pd.read_parquet(histories / "labels.parquet")
     confirmed = labels[labels["is_counterfeit"] == 1]["store_id"].iloc[0]
     stores = [*scores["store_id"].head(2), confirmed]

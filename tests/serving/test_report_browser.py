@@ -169,16 +169,11 @@ def chromium(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def report_pages(histories_model, cli, tmp_path_factory):
+def report_pages(histories_model, histories_scores, cli, tmp_path_factory):
     """Reports of the riskiest store and of a labelled genuine store (``[(store, path)]``)."""
     histories, name = histories_model
     work = tmp_path_factory.mktemp("browser_reports")
-    scored = cli(
-        "score", "--histories", histories, "--model", f"models:/{name}/1", "--out",
-        work / "scores.parquet", "--top", 0,
-    )  # fmt: skip
-    assert scored.exit_code == 0, scored.stderr
-    riskiest = pd.read_parquet(work / "scores.parquet")["store_id"].iloc[0]
+    riskiest = histories_scores["store_id"].iloc[0]
     labels = pd.read_parquet(histories / "labels.parquet")
     genuine = labels[labels["is_counterfeit"] == 0]["store_id"].iloc[0]
     stores = [str(riskiest), str(genuine)]
