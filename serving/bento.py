@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from serving import ServingError
+
+if TYPE_CHECKING:
+    from serving.online import ServedModel
 
 SERVICE = "serving.service:CounterfeitService"
 
@@ -56,6 +60,18 @@ def import_to_store(uri: str, snapshot: Path | None) -> str:
     return tag
 
 
+def load_from_store(tag: str) -> ServedModel:
+    """The model imported into BentoML's model store under ``tag``, ready to serve."""
+    import bentoml
+
+    from features.scoring.model import scorer_of
+    from serving.online import ServedModel
+
+    stored = bentoml.models.get(tag)
+    pyfunc = bentoml.mlflow.load_model(stored)
+    return ServedModel(scorer_of(pyfunc), dict(stored.info.metadata), pyfunc)
+
+
 def _plain(facts: dict) -> dict:
     """Metadata BentoML accepts: no None values."""
     return {k: v for k, v in facts.items() if v is not None}
@@ -72,7 +88,8 @@ def server_command(host: str, port: int) -> list[str]:
 # mlflow-skinny, not mlflow: loading a pyfunc model needs no server, UI or scikit-learn.
 BENTO_CODE = [
     "serving/__init__.py", "serving/service.py", "serving/online.py", "serving/metrics.py",
-    "serving/batch.py", "features/__init__.py", "features/spec.py", "features/scoring/*.py",
+    "serving/batch.py", "serving/bento.py", "serving/follow.py", "features/__init__.py",
+    "features/spec.py", "features/scoring/*.py",
 ]  # fmt: skip
 BENTO_REPORT_CODE = [
     "serving/report.py", "features/settings.py", "features/build.py", "features/byo.py",

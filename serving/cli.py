@@ -286,14 +286,24 @@ def serve(
         int, typer.Option(min=1, help="Requests in flight past which the server answers 429.")
     ] = 32,
     timeout: Annotated[
-        int, typer.Option(min=1, help="Seconds before a request is answered 504.")
-    ] = 30,
+        float, typer.Option(min=0.01, help="Seconds before a request is answered 504.")
+    ] = 30.0,
+    follow_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="With an alias URI (@champion): look this often for a new version and "
+            "switch to it without a restart; 0 serves the version found at start.",
+        ),
+    ] = 30.0,
 ) -> None:
     """Serve a model online with BentoML's HTTP server: score, explain, model information.
 
     The registered version is imported into BentoML's model store under a tag made of its
     MLflow name and version; a model that is not spotcheck's, or a snapshot whose features
-    are defined differently from the model's, is refused before the server starts.
+    are defined differently from the model's, is refused before the server starts. Served
+    by alias, the service follows the alias: a newly promoted version is loaded beside the
+    one serving and takes over once warm.
     """
     from mlflow.exceptions import MlflowException
 
@@ -320,6 +330,9 @@ def serve(
         env["SPOTCHECK_SERVE_SNAPSHOT"] = str(snapshot.resolve())
     if histories is not None:
         env["SPOTCHECK_SERVE_HISTORIES"] = str(histories.resolve())
+    if "@" in uri and follow_seconds > 0:
+        env["SPOTCHECK_SERVE_FOLLOW"] = uri
+        env["SPOTCHECK_SERVE_FOLLOW_SECONDS"] = str(follow_seconds)
     command = server_command(host, port)
     typer.echo(f"serving {uri} (BentoML model {tag}) on http://{host}:{port}", err=True)
     # Replace this process: signals (SIGTERM for a graceful stop) reach BentoML's server.

@@ -27,32 +27,52 @@ import gc
 import hmac
 import json
 import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import bentoml
-from bentoml.exceptions import InvalidArgument, NotFound
+import numpy as np
+from bentoml.exceptions import InvalidArgument, NotFound, ServiceUnavailable
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
 from serving.online import (
     MAX_STORE_ID,
     MAX_STORES,
+    REQUEST_DEADLINE,
     RequestError,
     ServedModel,
+    Unavailable,
+    WorkLimit,
     band,
     check_stores,
 )
+
+if TYPE_CHECKING:
+    from serving.follow import ModelFollower
 
 # Concurrency past which BentoML answers 429 at once, and the request timeout (seconds);
 # `spotcheck serve --max-concurrency/--timeout` set them through the environment.
 MAX_CONCURRENCY = 32
 TIMEOUT_SECONDS = 30
+# Stores scored between two looks at the request's deadline (~0.1 s of work).
+CHUNK = 250
 # Largest request body (SPOTCHECK_SERVE_MAX_BODY_BYTES): 1,000 stores fit 6 times over.
 MAX_BODY_BYTES = 16 * 2**20
 # Paths that stay open without a token: health, metrics and the API docs.
 OPEN_PATHS = ("/livez", "/readyz", "/healthz", "/metrics", "/docs.json", "/schema.json", "/")
 OPEN_PREFIXES = ("/static_content", "/assets")
+
+
+def _timeout_seconds() -> float:
+    return float(os.environ.get("SPOTCHECK_SERVE_TIMEOUT", TIMEOUT_SECONDS))
+
+
+def _max_concurrency() -> int:
+    return int(os.environ.get("SPOTCHECK_SERVE_MAX_CONCURRENCY", MAX_CONCURRENCY))
 
 
 class StoreIn(BaseModel):
@@ -130,6 +150,18 @@ class RequestGuard:
             await self.app(scope, receive, send)
 
 
+class Deadline:
+    """ASGI middleware: the time by which BentoML will have answered 504 (``check_deadline``)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Pass the request on with its deadline set."""
+        REQUEST_DEADLINE.set(time.monotonic() + _timeout_seconds())
+        await self.app(scope, receive, send)
+
+
 async def _refuse(send, status: int, message: str, headers: tuple = ()) -> None:
     """Answer ``status`` with ``{"error": message}`` (the request is not read further)."""
     await send(
@@ -152,25 +184,32 @@ def _is_open(path: str) -> bool:
     name="spotcheck",
     workers=1,
     traffic={
-        "timeout": int(os.environ.get("SPOTCHECK_SERVE_TIMEOUT", TIMEOUT_SECONDS)),
-        "max_concurrency": int(os.environ.get("SPOTCHECK_SERVE_MAX_CONCURRENCY", MAX_CONCURRENCY)),
+        "timeout": _timeout_seconds(),
+        "max_concurrency": _max_concurrency(),
     },
 )
 @bentoml.asgi_app(info_app, path="/")
 class CounterfeitService:
-    """Scores and explains stores with the model imported under ``SPOTCHECK_SERVE_BENTO_MODEL``."""
+    """Scores and explains stores with the model imported under ``SPOTCHECK_SERVE_BENTO_MODEL``.
+
+    Every request reads ``self.model`` once and uses that model throughout, so a model
+    reloaded meanwhile never mixes with the one a response started with.
+    """
 
     def __init__(self) -> None:
+        from serving.bento import load_from_store
         from serving.metrics import ServiceMetrics
         from serving.online import load_snapshot
 
-        self.model, self.pyfunc = _load_model(_model_tag())
+        self.model = load_from_store(_model_tag())
         snapshot = os.environ.get("SPOTCHECK_SERVE_SNAPSHOT")
         self.snapshot = load_snapshot(snapshot, self.model.scorer.spec) if snapshot else None
         histories = os.environ.get("SPOTCHECK_SERVE_HISTORIES")
         self.histories = Path(histories) if histories else None
         self.metrics = ServiceMetrics()
-        self._scores = None  # (snapshot version, scores) for reports
+        self.work = WorkLimit(_max_concurrency(), self.metrics.work_changed)
+        self.follower = _start_follower(self)
+        self._scores = None  # (snapshot version, model, scores) for reports
         # Compile and warm TreeSHAP before /readyz says ready: the first request is not slow.
         self.model.scorer.score_records([{}])
         # Everything loaded so far lives as long as the worker: keep it out of the cyclic
@@ -186,33 +225,42 @@ class CounterfeitService:
     @bentoml.api(route="/score")
     def score(self, stores: Stores) -> dict[str, Any]:
         """Score stores given with their features; reasons both ways with every score."""
-        records = _checked(stores, self.model)
-        ids = [s.store_id for s in stores]
-        return {"model": self.model.label, "stores": self._scored(ids, records)}
+        model = self.model
+        records = _checked(stores, model)
+        with _working(self.work):
+            scored = self._scored(model, [s.store_id for s in stores], records)
+        return {"model": model.label, "stores": scored}
 
     @bentoml.api(route="/score_stores")
     def score_stores(self, store_ids: StoreIds) -> dict[str, Any]:
         """Score stores by id with the snapshot's features; unknown ids are item errors."""
         if self.snapshot is None:
             raise NotFound("no feature snapshot: start the service with --snapshot FEATURES")
-        self.snapshot.reload_if_changed()
-        rows, unknown = self.snapshot.rows(store_ids)
-        missing_ids = set(unknown)
-        known = [s for s in store_ids if s not in missing_ids]
-        scored = dict(zip(known, self._scored(known, rows), strict=True)) if known else {}
+        model = self.model
+        with _working(self.work):
+            self.snapshot.reload_if_changed()
+            rows, unknown = self.snapshot.rows(store_ids, model.scorer.spec.names)
+            missing_ids = set(unknown)
+            known = [s for s in store_ids if s not in missing_ids]
+            scored = self._scored(model, known, rows) if known else []
+        by_id = dict(zip(known, scored, strict=True))
         missing = {"error": "unknown store id: not in the feature snapshot"}
-        out = [scored.get(s) or {"store_id": s, **missing} for s in store_ids]
-        return {"model": self.model.label, "stores": out}
+        out = [by_id.get(s) or {"store_id": s, **missing} for s in store_ids]
+        return {"model": model.label, "stores": out}
 
     @bentoml.api(route="/explain")
     def explain(self, stores: Stores) -> dict[str, Any]:
         """The full contribution vector (log-odds per feature) of every store."""
-        records = _checked(stores, self.model)
-        scorer = self.model.scorer
-        contributions = scorer.contributions(scorer.records_.matrix(records))
+        model = self.model
+        records = _checked(stores, model)
+        scorer = model.scorer
+        with _working(self.work):
+            contributions = np.vstack(
+                [scorer.contributions(scorer.records_.matrix(part)) for part in _chunks(records)]
+            )
         names = scorer.spec.names
         return {
-            "model": self.model.label,
+            "model": model.label,
             "stores": [
                 {
                     "store_id": store.store_id,
@@ -226,57 +274,111 @@ class CounterfeitService:
 
     @info_app.get("/model")
     def model_info(self) -> dict[str, Any]:
-        """Name, version, alias, trained-at, holdout metrics, features and spec hash."""
-        return self.model.info
+        """Name, version, alias, trained-at, holdout metrics, features and spec hash.
+
+        Also the snapshot in use and, when the service follows an alias, what it follows
+        and the last reload error (the previous model keeps serving after one).
+        """
+        info = dict(self.model.info)
+        info["snapshot"] = self.snapshot.info if self.snapshot is not None else None
+        info["follow"] = self.follower.info if self.follower is not None else None
+        return info
 
     @info_app.get("/report/{store_id}")
     def report(self, store_id: str):
         """The reviewer case report of a store in the snapshot, as self-contained HTML."""
         from fastapi.responses import HTMLResponse, JSONResponse
 
+        from serving.online import Unavailable
         from serving.report import build_cases, report_html
 
         if self.snapshot is None or self.histories is None:
             message = "no reports: start the service with --snapshot and --histories"
             return JSONResponse({"error": message}, status_code=404)
-        self.snapshot.reload_if_changed()
-        table = self.snapshot.table  # one snapshot for the whole report
-        if store_id not in table.index:
-            message = f"unknown store id {store_id!r}: not in the feature snapshot"
-            return JSONResponse({"error": message}, status_code=404)
-        frame = table.reset_index()
-        cases, _ = build_cases(
-            self.pyfunc, self.model.facts.get("uri", ""), self.histories, [store_id],
-            (frame, self.snapshot.data_spec), self._snapshot_scores(frame),
-        )  # fmt: skip
+        model = self.model
+        try:
+            with self.work.slot():
+                self.snapshot.reload_if_changed()
+                table = self.snapshot.table  # one snapshot for the whole report
+                if store_id not in table.index:
+                    message = f"unknown store id {store_id!r}: not in the feature snapshot"
+                    return JSONResponse({"error": message}, status_code=404)
+                frame = table.reset_index()
+                cases, _ = build_cases(
+                    model.pyfunc, model.facts.get("uri", ""), self.histories, [store_id],
+                    (frame, self.snapshot.data_spec), self._snapshot_scores(model, frame),
+                )  # fmt: skip
+        except Unavailable as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
         return HTMLResponse(report_html(cases[0]))
 
-    def _snapshot_scores(self, frame):
+    def _snapshot_scores(self, model: ServedModel, frame):
         """Every snapshot store's score (the reports' linked stores), once per snapshot."""
         from serving.report import table_scores
 
-        key = self.snapshot.mtime_ns
+        key = (self.snapshot.mtime_ns, model.facts.get("version"), id(model))
         if self._scores is None or self._scores[0] != key:
-            self._scores = (key, table_scores(self.model.scorer, frame))
+            self._scores = (key, table_scores(model.scorer, frame))
         return self._scores[1]
 
-    def _scored(self, ids: list[str], records: list[dict]) -> list[dict[str, Any]]:
-        scored = self.model.scorer.score_records(records)
+    def _scored(self, model: ServedModel, ids: list[str], records: list[dict]) -> list[dict]:
+        """Scores and reasons, a chunk at a time: work past its deadline stops between chunks."""
+        from serving.online import check_deadline
+
+        scored = []
+        for part in _chunks(records):
+            check_deadline()
+            scored.extend(model.scorer.score_records(part))
         self.metrics.observe(scored)
         return [
             {"store_id": i, "band": band(s["score"]), **s} for i, s in zip(ids, scored, strict=True)
         ]
 
+    def swap_model(self, model: ServedModel) -> None:
+        """Serve ``model`` from the next request on (it is loaded and warm already)."""
+        if self.snapshot is not None:
+            self.snapshot.spec = model.scorer.spec
+        self.model = model
 
-# Added last runs first: the request's headers are checked before the token.
+
+# Added last runs first: the deadline is set on arrival, the headers are checked before the
+# token.
 CounterfeitService.add_asgi_middleware(BearerAuth)
 CounterfeitService.add_asgi_middleware(RequestGuard)
+CounterfeitService.add_asgi_middleware(Deadline)
+
+
+def _chunks(records: list, size: int = CHUNK) -> list[list]:
+    return [records[i : i + size] for i in range(0, len(records), size)] or [records]
+
+
+@contextmanager
+def _working(work: WorkLimit) -> Iterator[None]:
+    """Hold a work slot; a full service or a passed deadline is a 503."""
+    try:
+        with work.slot():
+            yield
+    except Unavailable as exc:
+        raise ServiceUnavailable(str(exc)) from exc
+
+
+def _start_follower(service: CounterfeitService) -> ModelFollower | None:
+    """Follow ``SPOTCHECK_SERVE_FOLLOW`` (an alias URI) if set, checking every few seconds."""
+    from serving.follow import ModelFollower
+
+    uri = os.environ.get("SPOTCHECK_SERVE_FOLLOW")
+    seconds = float(os.environ.get("SPOTCHECK_SERVE_FOLLOW_SECONDS", 0) or 0)
+    if not uri or seconds <= 0:
+        return None
+    follower = ModelFollower(uri, seconds, service)
+    follower.start()
+    return follower
 
 
 def _checked(stores: list[StoreIn], model: ServedModel) -> list[dict]:
     """The stores' feature mappings, or a 400 naming the field at fault."""
     try:
-        return check_stores([s.model_dump() for s in stores], model.scorer.spec)
+        return check_stores([{"features": s.features} for s in stores], model.scorer.spec)
     except RequestError as exc:
         raise InvalidArgument(str(exc)) from exc
 
@@ -290,12 +392,3 @@ def _model_tag() -> str:
             "`spotcheck bento build` (SPOTCHECK_SERVE_BENTO_MODEL names a BentoML model tag)"
         )
     return tag
-
-
-def _load_model(tag: str):
-    """The model imported into BentoML's model store under ``tag``, and its pyfunc form."""
-    from features.scoring.model import scorer_of
-
-    stored = bentoml.models.get(tag)
-    pyfunc = bentoml.mlflow.load_model(stored)
-    return ServedModel(scorer_of(pyfunc), dict(stored.info.metadata)), pyfunc

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from features.io import write_table
 from serving import ServingError
-from serving.online import RequestError, check_stores, load_snapshot
+from serving.online import (
+    REQUEST_DEADLINE,
+    RequestError,
+    Unavailable,
+    WorkLimit,
+    check_stores,
+    load_snapshot,
+)
 
 
 def test_values_are_checked_against_each_feature_type(tiny_scorer):
@@ -52,9 +60,20 @@ def test_the_snapshot_reloads_whole_when_its_file_changes(tiny_scorer, tmp_path)
     os.utime(path, ns=(snapshot.mtime_ns + 10**9, snapshot.mtime_ns + 10**9))
     assert snapshot.reload_if_changed()
     assert [r["x"] for r in snapshot.rows(["s1", "s3"])[0]] == [42.0, 42.0]
+    # A replacement built with other features is not loaded; the one in hand serves on.
+    other = scorer.spec.select(["n", "flag", "kind"])
+    _write_snapshot(path, table.assign(x=7.0), other)
+    os.utime(path, ns=(snapshot.mtime_ns + 2 * 10**9, snapshot.mtime_ns + 2 * 10**9))
+    assert not snapshot.reload_if_changed()
+    assert "replacement not loaded" in snapshot.error and snapshot.info["error"]
+    assert snapshot.rows(["s1"])[0][0]["x"] == 42.0
+    _write_snapshot(path, table.assign(x=8.0), scorer.spec)
+    os.utime(path, ns=(snapshot.mtime_ns + 3 * 10**9, snapshot.mtime_ns + 3 * 10**9))
+    assert snapshot.reload_if_changed() and snapshot.error is None
+    assert snapshot.rows(["s1"], names=["x"])[0] == [{"x": 8.0}]
     path.unlink()  # gone (e.g. mid-replace): the snapshot in hand keeps serving
     assert not snapshot.reload_if_changed()
-    assert snapshot.rows(["s1"])[0][0]["x"] == 42.0
+    assert snapshot.rows(["s1"])[0][0]["x"] == 8.0
 
 
 def test_a_snapshot_without_its_spec_or_with_another_is_refused(tiny_scorer, tmp_path):
@@ -69,3 +88,21 @@ def test_a_snapshot_without_its_spec_or_with_another_is_refused(tiny_scorer, tmp
         load_snapshot(path, scorer.spec)
     with pytest.raises(ServingError, match="does not exist"):
         load_snapshot(tmp_path / "missing.parquet", scorer.spec)
+
+
+def test_the_work_limit_refuses_past_its_limit_and_past_the_deadline():
+    seen = []
+    work = WorkLimit(2, lambda w: seen.append((w.running, w.peak, w.refused)))
+    with work.slot(), work.slot():
+        with pytest.raises(Unavailable, match="busy: 2 requests running"), work.slot():
+            pass
+        assert (work.running, work.peak, work.refused) == (2, 2, 1)
+    assert work.running == 0 and seen[-1] == (0, 2, 1)
+    token = REQUEST_DEADLINE.set(time.monotonic() - 0.01)
+    try:
+        with pytest.raises(Unavailable, match="passed its timeout"), work.slot():
+            pass
+    finally:
+        REQUEST_DEADLINE.reset(token)
+    with work.slot():  # no deadline set: outside a request nothing expires
+        assert work.running == 1

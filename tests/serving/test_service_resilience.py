@@ -77,3 +77,45 @@ def test_sigterm_drains_requests_in_flight(histories_model, mlflow_uri, tmp_path
         assert returncode is not None
     finally:
         server.stop()
+
+
+def _metric(base: str, name: str) -> float:
+    text = http(base, "/metrics", token=None)[1]
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name)))
+
+
+def test_timed_out_requests_leave_no_work_running_past_the_limit(
+    histories_model, mlflow_uri, tmp_path, batch, snapshot
+):
+    # BentoML answers 504 at the timeout and frees the slot while the handler runs on; 8
+    # clients of 1,000-store requests (~0.5 s each) against a 1 s timeout keep timing out.
+    # Without the service's own limit and deadline checks 19 requests' work ran at once
+    # here (limit 4) and went on for 6.5 s after the last answer.
+    server = _server(
+        histories_model, mlflow_uri, tmp_path, "--timeout", "1", "--max-concurrency", "4"
+    )
+    statuses: list = []
+
+    def client(until: float) -> None:
+        while time.monotonic() < until:
+            try:
+                statuses.append(http(server.base, "/score", batch, token=None, timeout=30)[0])
+            except OSError:  # a 429 answered before the body was read: reset (see above)
+                statuses.append("reset")
+
+    try:
+        until = time.monotonic() + 6.0
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(client, [until] * 8))
+        answered_at = time.monotonic()
+        assert 504 in statuses, statuses
+        assert set(statuses) <= {200, 429, 503, 504, "reset"}, statuses
+        assert _metric(server.base, "spotcheck_work_peak") <= 4
+        # The work of the timed-out requests stops within a chunk, not at its end.
+        while _metric(server.base, "spotcheck_work_running") > 0:
+            assert time.monotonic() - answered_at < 1.0, "work still running after 1 s"
+            time.sleep(0.05)
+        single = {"stores": snapshot_stores(snapshot, 1)}
+        assert _timed(server.base, single)[0] == 200
+    finally:
+        server.stop()
