@@ -300,8 +300,9 @@ class _CpuMeter:
 class _Client:
     """One keep-alive HTTP/1.1 connection to 127.0.0.1, reopened after an error."""
 
-    def __init__(self, port: int, timeout: float) -> None:
+    def __init__(self, port: int, timeout: float, headers: dict | None = None) -> None:
         self.port, self.timeout = port, timeout
+        self.headers = headers or HEADERS
         self.conn: http.client.HTTPConnection | None = None
 
     def post(self, path: str, body: bytes) -> tuple[str, bytes]:
@@ -309,7 +310,7 @@ class _Client:
         try:
             if self.conn is None:
                 self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-            self.conn.request("POST", path, body, HEADERS)
+            self.conn.request("POST", path, body, self.headers)
             response = self.conn.getresponse()
             data = response.read()
             if response.will_close:
@@ -374,7 +375,10 @@ class _Tally:
         return out
 
 
-def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: float, args) -> dict:
+def open_loop(
+    port: int, path: str, bodies: list[bytes], rate: float, seconds: float, args,
+    headers: dict | None = None,
+) -> dict:  # fmt: skip
     """Requests on a fixed timetable; latency counted from each scheduled send time."""
     total = int(rate * seconds)
     start = time.perf_counter() + 0.1
@@ -383,7 +387,7 @@ def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: f
     deadline = start + seconds + args.drain
 
     def worker() -> None:
-        client = _Client(port, args.request_timeout)
+        client = _Client(port, args.request_timeout, headers)
         while (i := next(counter)) < total:
             scheduled = start + i / rate
             delay = scheduled - time.perf_counter()
@@ -406,14 +410,17 @@ def open_loop(port: int, path: str, bodies: list[bytes], rate: float, seconds: f
     return result
 
 
-def closed_loop(port: int, path: str, bodies: list[bytes], clients: int, seconds: float, args):
+def closed_loop(
+    port: int, path: str, bodies: list[bytes], clients: int, seconds: float, args,
+    headers: dict | None = None,
+) -> dict:  # fmt: skip
     """``clients`` clients sending back to back for ``seconds``; latency from the send."""
     tally = _Tally()
     counter = itertools.count()
     stop = time.perf_counter() + seconds
 
     def worker() -> None:
-        client = _Client(port, args.request_timeout)
+        client = _Client(port, args.request_timeout, headers)
         while time.perf_counter() < stop:
             body = bodies[next(counter) % len(bodies)]
             sent = time.perf_counter()
