@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from features.cli import app as features_app
+from loop.cli import app as loop_app
 from serving.cli import app as serving_app
 from serving.cli import bento_app
 from training.cli import app as training_app
@@ -23,7 +24,7 @@ def main() -> None:
     # A callback keeps `spotcheck COMMAND` a group even while only one command is registered.
 
 
-for sub_app in (features_app, training_app, serving_app):
+for sub_app in (features_app, training_app, serving_app, loop_app):
     app.registered_commands.extend(sub_app.registered_commands)
 app.add_typer(bento_app, name="bento")
 
