@@ -65,8 +65,18 @@ def backtest(
         run_id = log_backtest(written, out)
     except (LoopError, FeaturesError, TrainingError) as exc:
         raise fail(str(exc)) from exc
+    _print_chart(written["figures"])
     for row in written["ratios"].to_dict(orient="records"):
         typer.echo(f"from month 2: model found {row['model_found']:.0f} vs {row['policy']} "
                    f"{row['found']:.0f}: {row['ratio']:.2f}x (95% CI {row['ci_low']:.2f}-"
                    f"{row['ci_high']:.2f})", err=True)  # fmt: skip
     typer.echo(f"wrote {out}/backtest.html (MLflow run {run_id})", err=True)
+
+
+def _print_chart(figures) -> None:
+    """Cumulative counterfeit stores found per policy and month, as bars on stderr."""
+    top = max(int(figures["cumulative_found"].max()), 1)
+    typer.echo("counterfeit stores found, cumulative:", err=True)
+    for (policy, month), row in figures.set_index(["policy", "month"]).iterrows():
+        bar = "#" * round(40 * row["cumulative_found"] / top)
+        typer.echo(f"  {policy:<10} month {month + 1}  {bar} {row['cumulative_found']}", err=True)
