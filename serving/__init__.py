@@ -3,8 +3,9 @@
 ``batch`` scores a feature table or a histories directory with any ``models:/`` or
 ``runs:/`` URI and ranks the stores into a spot-check queue; ``queue`` and ``report`` make
 the test-buy queue and the reviewers' case reports; ``online`` (request checks, the served
-model, the feature snapshot), ``service`` (the BentoML service), ``bento`` (model store
-import, server command) and ``metrics`` serve it over HTTP; ``cli`` holds the commands.
+model, the feature snapshot, the work limit), ``service`` (the BentoML service), ``follow``
+(switching to a newly promoted version), ``bento`` (model store import, server command) and
+``metrics`` serve it over HTTP; ``cli`` holds the commands.
 It imports ``features`` and never ``training``: the model carries its own scoring code.
 """
 
