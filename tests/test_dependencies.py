@@ -1,7 +1,7 @@
 """Declared dependencies cover what each package imports (lazy imports included).
 
 ``features`` needs only the base dependencies (a registered model and the feature build run
-on them), ``training`` adds its extra, ``serving`` its own; nothing relies on a library that
+on them), ``training`` adds its extra, ``serving`` its own, ``loop`` both; nothing relies on a library that
 happens to be installed for another reason.
 """
 
@@ -15,7 +15,7 @@ from importlib.metadata import packages_distributions
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = {"features", "training", "serving", "spotcheck"}
+PROJECT = {"features", "training", "serving", "loop", "spotcheck"}
 
 
 def _names(requirements: list[str]) -> set[str]:
@@ -57,6 +57,8 @@ def test_each_package_imports_only_what_it_declares():
         "spotcheck": base,
         "serving": base | extras["serving"],
         "training": base | extras["training"],
+        # The backtest trains and queues: it needs both extras.
+        "loop": base | extras["training"] | extras["serving"],
     }
     undeclared = {
         package: {providers: sorted(files)
