@@ -1,8 +1,8 @@
 """Declared dependencies cover what each package imports (lazy imports included).
 
 ``features`` needs only the base dependencies (a registered model and the feature build run
-on them), ``training`` adds its extra, ``serving`` its own, ``loop`` both; nothing relies on a library that
-happens to be installed for another reason.
+on them), ``training`` adds its extra, ``serving`` its own, ``loop`` both; nothing relies on
+a library that happens to be installed for another reason.
 """
 
 from __future__ import annotations
