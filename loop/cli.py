@@ -67,8 +67,11 @@ def backtest(
         raise fail(str(exc)) from exc
     _print_chart(written["figures"])
     for row in written["ratios"].to_dict(orient="records"):
-        typer.echo(f"from month 2: model found {row['model_found']:.0f} vs {row['policy']} "
-                   f"{row['found']:.0f}: {row['ratio']:.2f}x (95% CI {row['ci_low']:.2f}-"
+        versus = f"model found {row['model_found']:.0f} vs {row['policy']} {row['found']:.0f}"
+        if not row["found"]:
+            typer.echo(f"from month 2: {versus}: no ratio (it found none)", err=True)
+            continue
+        typer.echo(f"from month 2: {versus}: {row['ratio']:.2f}x (95% CI {row['ci_low']:.2f}-"
                    f"{row['ci_high']:.2f})", err=True)  # fmt: skip
     typer.echo(f"wrote {out}/backtest.html (MLflow run {run_id})", err=True)
 
@@ -78,5 +81,64 @@ def _print_chart(figures) -> None:
     top = max(int(figures["cumulative_found"].max()), 1)
     typer.echo("counterfeit stores found, cumulative:", err=True)
     for (policy, month), row in figures.set_index(["policy", "month"]).iterrows():
-        bar = "#" * round(40 * row["cumulative_found"] / top)
-        typer.echo(f"  {policy:<10} month {month + 1}  {bar} {row['cumulative_found']}", err=True)
+        found = int(row["cumulative_found"])
+        typer.echo(f"  {policy:<10} month {month + 1}  {'#' * round(40 * found / top)} {found}",
+                   err=True)  # fmt: skip
+
+
+@app.command()
+def drift(
+    reference: Annotated[Path, typer.Option(help="Feature table to compare against.")],
+    current: Annotated[Path, typer.Option(help="This month's feature table.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model URI: score PSI, attribution ranking, top reasons.", show_default=False
+        ),
+    ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            help="Labels (store_id, is_counterfeit): drift among counterfeit stores.",
+            show_default=False,
+        ),
+    ] = None,
+    cohort_days: Annotated[
+        int, typer.Option(min=0, help="Only counterfeit stores opened in the last N days (0: all).")
+    ] = 0,
+    psi_warn: Annotated[float, typer.Option(help="PSI that warns.")] = 0.1,
+    psi_alert: Annotated[float, typer.Option(help="PSI that alerts.")] = 0.25,
+    alpha: Annotated[float, typer.Option(help="False-discovery rate of the tests.")] = 0.05,
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("drift"),
+) -> None:
+    """Compare two feature tables: score PSI, per-feature drift, top reasons; exit 0.
+
+    Writes drift.html, drift.json and features.parquet into OUT and logs an MLflow run.
+    Prints the status (ok, warn, alert) and the drifting features.
+    """
+    from features import FeaturesError
+    from loop import LoopError
+    from loop.drift import DriftThresholds
+    from loop.monitor import run_drift
+    from serving import ServingError
+
+    try:
+        thresholds = DriftThresholds(psi_warn=psi_warn, psi_alert=psi_alert, alpha=alpha)
+        report, run_id = run_drift(
+            reference, current, model, labels, thresholds, out, cohort_days or None
+        )
+    except (LoopError, FeaturesError, ServingError) as exc:
+        raise fail(str(exc)) from exc
+    score = report["score_psi"]
+    typer.echo(f"status {report['status']}; score PSI "
+               f"{'-' if score is None else f'{score:.3f}'}", err=True)  # fmt: skip
+    for name in ("features", "counterfeit_features"):
+        table = report.get(name)
+        if table is not None:
+            drifting = table[table["drifts"]]
+            shown = ", ".join(
+                f"{f} ({p:.2f})"
+                for f, p in zip(drifting["feature"][:8], drifting["psi"][:8], strict=False)
+            )
+            typer.echo(f"{name.replace('_', ' ')} drifting: {len(drifting)} {shown}", err=True)
+    typer.echo(f"wrote {out}/drift.html (MLflow run {run_id})", err=True)

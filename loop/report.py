@@ -83,3 +83,31 @@ def backtest_html(summary: dict, figures: pd.DataFrame, ratios: pd.DataFrame,
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
         f"</title><style>{style}</style></head><body>{''.join(sections)}</body></html>"
     )
+
+
+def drift_html(report: dict, title: str) -> str:
+    """The drift page: status, score PSI, features ranked, top reasons, counterfeit stores."""
+    score = report["score_psi"]
+    colour = {"ok": "#2e7d32", "warn": "#ef6c00", "alert": "#c62828"}[report["status"]]
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;font-size:13px}td,th{padding:3px 8px;"
+             "border-bottom:1px solid #ddd;text-align:right}")  # fmt: skip
+    parts = [
+        f"<h1>{html.escape(title)}</h1>",
+        f"<p style='font-size:20px;color:{colour}'>status: <b>{report['status']}</b></p>",
+        "<p>Score PSI: " + ("(no model)" if score is None else f"<b>{score:.3f}</b>") + "</p>",
+        "<h2>Features (drifting first, then by the model's reliance on them)</h2>",
+        _table(report["features"]),
+    ]
+    if report.get("reasons") is not None:
+        parts += ["<h2>First risk reason of the riskiest stores, then and now</h2>",
+                  _table(report["reasons"].reset_index(names="feature"))]  # fmt: skip
+    if report.get("counterfeit_features") is not None:
+        then, now = report["counterfeit_stores"]
+        parts += [f"<h2>Among stores labelled counterfeit ({then} then, {now} now)</h2>",
+                  "<p>Where counterfeiters adapting shows first.</p>",
+                  _table(report["counterfeit_features"])]  # fmt: skip
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+        f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>"
+    )
