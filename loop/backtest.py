@@ -291,8 +291,11 @@ def run_backtest(
     logs = {name: PolicyLog(name) for name in plan.policies}
     storage = load_settings().study_storage
     model = ModelPolicy(plan, histories, work, storage) if "model" in plan.policies else None
+    first: Month | None = None
+    drift: list[dict] = []
     for i in range(plan.months):
         month = _month_data(histories, starts[i], starts[i + 1], i)
+        first = first or month
         cutoff = month.start.tz_localize("UTC")
         base_known = base[base["labeled_at"] < cutoff]
         stores = f"{len(month.features):,} stores, {len(base_known)} marketplace labels"
@@ -322,13 +325,40 @@ def run_backtest(
             )
             log.labels.append(bought[[KEY, "labeled_at", "is_counterfeit", "source"]])
             log.picks.append(bought)
+        if i > 0:
+            drift.append(month_drift(first, month, model))
     picks = pd.concat([p for log in logs.values() for p in log.picks], ignore_index=True)
     return {
         "plan": asdict(plan),
         "months": [str(s.date()) for s in starts],
         "picks": picks,
         "trainings": model.trainings if model else [],
+        "drift": drift,
     }
+
+
+def month_drift(first: Month, month: Month, model: ModelPolicy | None) -> dict:
+    """Drift of a month's features from the first month's (``loop.drift``), with its model."""
+    from features.scoring.model import scorer_of
+    from loop.drift import DriftThresholds, drift_report
+
+    scorer = scorer_of(model.model) if model is not None else None
+    spec = scorer.spec if scorer is not None else None
+    if spec is None:
+        from features.build import feature_spec
+
+        spec = feature_spec()
+    report = drift_report(first.features, month.features, spec, DriftThresholds(), scorer)
+    features = report["features"]
+    drifting = features[features["drifts"]]
+    reasons = report["reasons"]
+    return {
+        "month": month.index, "status": report["status"], "score_psi": report["score_psi"],
+        "features_drifting": len(drifting),
+        "top_drifting": ", ".join(drifting["feature"].head(5)),
+        "reason_gaining": None if reasons is None else reasons["change"].idxmax(),
+        "reason_losing": None if reasons is None else reasons["change"].idxmin(),
+    }  # fmt: skip
 
 
 def _price_scores(pool: pd.DataFrame) -> np.ndarray:
@@ -451,6 +481,7 @@ def write_outputs(result: dict, out: Path) -> dict:
         "totals": figures.groupby("policy")[["buys", "found", "confirmed"]].sum()
         .astype(int).to_dict(orient="index"),
         "from_second_month": ratios.to_dict(orient="records"),
+        "drift": result.get("drift", []),
     }  # fmt: skip
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

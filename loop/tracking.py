@@ -31,6 +31,7 @@ def log_backtest(written: dict, out: Path) -> str:
     for policy, totals in summary["totals"].items():
         client.log_metric(pid, f"{policy}.found", totals["found"])
     figures = written["figures"]
+    drift = {row["month"]: row for row in summary.get("drift", [])}
     for month, group in figures.groupby("month"):
         tags = {PARENT_TAG: pid, "spotcheck.kind": "backtest-month"}
         child = client.create_run(experiment_id, run_name=f"month-{int(month) + 1}", tags=tags)
@@ -38,6 +39,12 @@ def log_backtest(written: dict, out: Path) -> str:
         for row in group.to_dict(orient="records"):
             for metric in ("found", "confirmed", "hit_rate", "rings", "cumulative_found"):
                 client.log_metric(cid, f"{row['policy']}.{metric}", float(row[metric]))
+        if int(month) in drift:
+            row = drift[int(month)]
+            client.log_metric(cid, "drift.features_drifting", row["features_drifting"])
+            if row["score_psi"] is not None:
+                client.log_metric(cid, "drift.score_psi", row["score_psi"])
+            client.set_tag(cid, "drift.status", row["status"])
         client.set_terminated(cid)
     for path in sorted(Path(out).iterdir()):
         client.log_artifact(pid, str(path), "backtest")

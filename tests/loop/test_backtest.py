@@ -138,6 +138,11 @@ def test_a_tiny_backtest_end_to_end_and_no_pick_sees_the_future(market, cli, tra
     runs = mlflow.search_runs(search_all_experiments=True,
                               filter_string="tags.`spotcheck.kind` = 'backtest-month'")  # fmt: skip
     assert len(runs) == 2
+    # The second month's drift from the first, with the month's model.
+    (drift,) = summary["drift"]
+    assert drift["month"] == 1 and drift["status"] in {"ok", "warn", "alert"}
+    assert 0 <= drift["score_psi"] < 10 and drift["features_drifting"] >= 0
+    assert runs["metrics.drift.score_psi"].notna().sum() == 1
 
     # Everything after the first month's start changed: its picks must not.
     altered = tmp_path / "altered"
