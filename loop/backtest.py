@@ -356,9 +356,18 @@ def month_drift(first: Month, month: Month, model: ModelPolicy | None) -> dict:
         "month": month.index, "status": report["status"], "score_psi": report["score_psi"],
         "features_drifting": len(drifting),
         "top_drifting": ", ".join(drifting["feature"].head(5)),
-        "reason_gaining": None if reasons is None else reasons["change"].idxmax(),
-        "reason_losing": None if reasons is None else reasons["change"].idxmin(),
+        "reason_gaining": _extreme(reasons, "idxmax"),
+        "reason_losing": _extreme(reasons, "idxmin"),
     }  # fmt: skip
+
+
+def _extreme(reasons: pd.DataFrame | None, how: str) -> str | None:
+    """The reason whose share grew (``idxmax``) or shrank (``idxmin``) most; None if none did."""
+    if reasons is None or not (reasons["change"] != 0).any():
+        return None
+    change = reasons["change"]
+    best = getattr(change, how)()
+    return best if (change[best] > 0) == (how == "idxmax") and change[best] != 0 else None
 
 
 def _price_scores(pool: pd.DataFrame) -> np.ndarray:

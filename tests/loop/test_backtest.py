@@ -159,3 +159,14 @@ def test_a_tiny_backtest_end_to_end_and_no_pick_sees_the_future(market, cli, tra
     late = picks[(picks["month"] == 1) & (picks["policy"] == "model")]["score"].to_numpy()
     late_again = again[(again["month"] == 1) & (again["policy"] == "model")]["score"].to_numpy()
     assert not np.allclose(np.sort(late), np.sort(late_again))
+
+
+def test_reasons_gaining_and_losing_are_named_only_when_they_moved():
+    from loop.backtest import _extreme
+
+    still = pd.DataFrame({"change": [0.0, 0.0]}, index=["a", "b"])
+    assert (_extreme(still, "idxmax"), _extreme(still, "idxmin")) == (None, None)
+    moved = pd.DataFrame({"change": [0.1, -0.1, 0.0]}, index=["a", "b", "c"])
+    assert (_extreme(moved, "idxmax"), _extreme(moved, "idxmin")) == ("a", "b")
+    grew = pd.DataFrame({"change": [0.1, 0.0]}, index=["a", "b"])
+    assert (_extreme(grew, "idxmax"), _extreme(grew, "idxmin")) == ("a", None)
