@@ -22,8 +22,6 @@ policy a little, never the baselines.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -479,6 +477,7 @@ def write_outputs(result: dict, out: Path) -> dict:
 
     Written to a temporary directory next to ``out`` and moved into place whole.
     """
+    from loop.output import staged_directory
     from loop.report import backtest_html
 
     picks = result["picks"]
@@ -492,20 +491,11 @@ def write_outputs(result: dict, out: Path) -> dict:
         "from_second_month": ratios.to_dict(orient="records"),
         "drift": result.get("drift", []),
     }  # fmt: skip
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with staged_directory(out) as tmp:
         picks.to_parquet(tmp / "picks.parquet", index=False)
         figures.to_parquet(tmp / "months.parquet", index=False)
         ratios.to_parquet(tmp / "ratios.parquet", index=False)
         bias.to_parquet(tmp / "selection_bias.parquet", index=False)
         (tmp / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
         (tmp / "backtest.html").write_text(backtest_html(summary, figures, ratios, bias))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"summary": summary, "figures": figures, "ratios": ratios, "bias": bias}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -61,12 +59,10 @@ def run_drift(reference: Path, current: Path, model: str | None, labels: Path | 
 
 def _write(report: dict, thresholds: DriftThresholds, reference: Path, current: Path,
            model: str | None, out: Path) -> None:  # fmt: skip
+    from loop.output import staged_directory
     from loop.report import drift_html
 
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
+    with staged_directory(out) as tmp:
         report["features"].to_parquet(tmp / "features.parquet", index=False)
         summary = {
             "status": report["status"], "score_psi": report["score_psi"],
@@ -81,24 +77,12 @@ def _write(report: dict, thresholds: DriftThresholds, reference: Path, current: 
         (tmp / "drift.json").write_text(json.dumps(summary, indent=1, default=str))
         title = f"Drift: {Path(current).name} against {Path(reference).name}"
         (tmp / "drift.html").write_text(drift_html(report, title))
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _log(report: dict, out: Path) -> str:
-    from features.tracking import connect
-    from training.settings import load_settings
+    from loop.tracking import experiment_client
 
-    settings = load_settings()
-    client = connect(settings.tracking_uri)
-    experiment = client.get_experiment_by_name(settings.experiment)
-    experiment_id = (
-        experiment.experiment_id if experiment else client.create_experiment(settings.experiment)
-    )
+    client, experiment_id = experiment_client()
     tags = {"spotcheck.kind": "drift", "spotcheck.drift_status": report["status"]}
     run_id = client.create_run(experiment_id, run_name="drift", tags=tags).info.run_id
     if report["score_psi"] is not None:

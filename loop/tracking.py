@@ -7,8 +7,8 @@ from pathlib import Path
 PARENT_TAG = "mlflow.parentRunId"
 
 
-def log_backtest(written: dict, out: Path) -> str:
-    """Log the figures (child run per month) and the output files (parent); the parent's id."""
+def experiment_client():
+    """An MLflow client on the configured store, and the id of the configured experiment."""
     from features.tracking import connect
     from training.settings import load_settings
 
@@ -18,6 +18,12 @@ def log_backtest(written: dict, out: Path) -> str:
     experiment_id = (
         experiment.experiment_id if experiment else client.create_experiment(settings.experiment)
     )
+    return client, experiment_id
+
+
+def log_backtest(written: dict, out: Path) -> str:
+    """Log the figures (child run per month) and the output files (parent); the parent's id."""
+    client, experiment_id = experiment_client()
     summary = written["summary"]
     parent = client.create_run(
         experiment_id, run_name="backtest", tags={"spotcheck.kind": "backtest"}
