@@ -43,18 +43,14 @@ class ModelFollower:
         self.error: str | None = None
         self.checked_at: str | None = None
         self._failed_version: str | None = None
-        self._stop = threading.Event()
 
     def start(self) -> None:
         """Poll in a daemon thread (it dies with the worker)."""
         threading.Thread(target=self._run, name="spotcheck-follow", daemon=True).start()
 
-    def stop(self) -> None:
-        """Stop polling after the current look."""
-        self._stop.set()
-
     def _run(self) -> None:
-        while not self._stop.wait(self.seconds):
+        while True:
+            time.sleep(self.seconds)
             self.check()
 
     def check(self) -> bool:
