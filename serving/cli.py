@@ -157,9 +157,16 @@ def queue(
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Share of the budget drawn uniformly at random (probabilities recorded).",
+            help="Share of the budget drawn at random (probabilities recorded).",
         ),
     ] = 0.0,
+    explore_design: Annotated[
+        str,
+        typer.Option(
+            help="stratified: half from the model's budget edge, half weighted by score; "
+            "uniform: all uniformly from the stores the model did not pick.",
+        ),
+    ] = "stratified",
     seed: Annotated[int, typer.Option(help="Seed of the random draw.")] = 0,
     max_ring_size: Annotated[
         int, typer.Option(min=2, help="Larger groups of linked stores are not rings.")
@@ -181,8 +188,8 @@ def queue(
 
     Labelled stores are left out; at most --per-ring model picks come from one ring (stores
     joined through the devices, Wi-Fi or IPs they share now); --explore spends that share of
-    the budget on a uniform random draw among the other unlabelled stores, each pick with
-    its selection probability, so the model can later be evaluated without bias.
+    the budget on random picks among the other unlabelled stores, each with its inclusion
+    probability, so the model can later be evaluated without bias (--explore-design).
     """
     _check_sources(histories, features, links, labels)
     if table_format not in ("parquet", "csv"):
@@ -199,7 +206,7 @@ def queue(
     from serving import report as case_reports
 
     try:
-        plan = spot_queue.QueuePlan(budget, per_ring, explore, seed, max_ring_size)
+        plan = spot_queue.QueuePlan(budget, per_ring, explore, seed, max_ring_size, explore_design)
         connect()
         loaded = batch.load_model(model)
         inputs = spot_queue.queue_inputs(histories, features, links, labels)

@@ -3,8 +3,16 @@
 From the scored stores (``serving.batch.score_stores``) the queue leaves out stores already
 labelled, groups stores into rings (connected through devices, Wi-Fi or IPs they share now)
 so the budget is not spent on five fronts of one operation, and optionally spends a share of
-the budget on a uniform random draw whose selection probabilities are recorded, so that the
-model can later be evaluated without the bias of only ever checking what it ranked high.
+the budget on random picks whose inclusion probabilities are recorded, so that the model
+can later be evaluated without the bias of only ever checking what it ranked high.
+
+Exploration is stratified by default (after Henderson et al., 2022, on audit selection): of
+the ``e`` exploration picks, half are drawn from the ``e`` stores the model would have bought
+with the rest of its budget (the *budget edge*), which makes its precision at the budget
+estimable; the other half are drawn from every other unlabelled store with probability
+proportional to half its score and half a uniform share, which keeps every store's chance
+above zero while spending the draws where counterfeit stores are. ``uniform`` draws all of
+them uniformly from the stores the model did not pick.
 """
 
 from __future__ import annotations
@@ -27,9 +35,14 @@ from serving import ServingError
 DEFAULT_MAX_RING_SIZE = 30
 MODEL_PICK = "model"
 EXPLORE_PICK = "explore"
+STRATIFIED, UNIFORM = "stratified", "uniform"
+EXPLORE_DESIGNS = (STRATIFIED, UNIFORM)
+# The stratum a pick was drawn from: the model's own picks (probability 1), the budget
+# edge, every other unlabelled store.
+CERTAIN, EDGE, REST = "certain", "edge", "rest"
 QUEUE_COLUMNS = [
-    "pick", "store_id", "score", "rank", "selection", "selection_probability", "ring_id",
-    "ring_size", "reason_1", "reason_2", "reason_3", "reasons", "mitigating",
+    "pick", "store_id", "score", "rank", "selection", "selection_probability", "stratum",
+    "ring_id", "ring_size", "reason_1", "reason_2", "reason_3", "reasons", "mitigating",
 ]  # fmt: skip
 
 
@@ -43,6 +56,7 @@ class QueuePlan:
         explore: Share of the budget drawn at random from the unpicked, unlabelled stores.
         seed: Seed of the random draw.
         max_ring_size: Components larger than this are not grouped as rings.
+        explore_design: ``stratified`` (budget edge and score-weighted draw) or ``uniform``.
     """
 
     budget: int
@@ -50,6 +64,7 @@ class QueuePlan:
     explore: float = 0.0
     seed: int = 0
     max_ring_size: int = DEFAULT_MAX_RING_SIZE
+    explore_design: str = STRATIFIED
 
     def __post_init__(self) -> None:
         if self.budget < 1:
@@ -60,6 +75,10 @@ class QueuePlan:
             raise ServingError(f"explore must be a share between 0 and 1, got {self.explore}")
         if self.max_ring_size < 2:
             raise ServingError(f"max ring size must be at least 2, got {self.max_ring_size}")
+        if self.explore_design not in EXPLORE_DESIGNS:
+            raise ServingError(
+                f"exploration design must be one of {EXPLORE_DESIGNS}, got {self.explore_design!r}"
+            )
 
     @property
     def explore_picks(self) -> int:
@@ -77,12 +96,17 @@ class Queue:
             ``expected_counterfeit`` (sum of its stores' scores), ``known_counterfeit``.
         eligible: Unlabelled stores the queue chose from.
         labelled_left_out: Scored stores left out because they are labelled.
+        budget_edge: The stores the model would have bought with the budget spent on
+            exploration (its picks ``budget - explore + 1`` to ``budget``), bought or not:
+            with the model picks, the model's whole budget, whose precision the
+            exploration estimates.
     """
 
     picks: pd.DataFrame
     rings: pd.DataFrame
     eligible: int
     labelled_left_out: int
+    budget_edge: tuple[str, ...] = ()
 
     @property
     def expected_counterfeit(self) -> float:
@@ -211,10 +235,17 @@ def build_queue(
     labelled = set() if labels is None else set(labels[KEY].astype(str))
     is_labelled = table[KEY].astype(str).isin(labelled).to_numpy()
     candidates = table[~is_labelled].sort_values("rank", kind="stable")
-    model = _model_picks(candidates, plan.budget - plan.explore_picks, plan.per_ring)
-    model = model.assign(selection=MODEL_PICK, selection_probability=1.0)
-    rest = candidates[~candidates[KEY].isin(model[KEY])]
-    explore = _random_picks(rest, plan.explore_picks, plan.seed)
+    whole_budget = _model_picks(candidates, plan.budget, plan.per_ring)
+    certain = plan.budget - plan.explore_picks
+    model = whole_budget.head(certain)
+    model = model.assign(selection=MODEL_PICK, selection_probability=1.0, stratum=CERTAIN)
+    edge = whole_budget.iloc[certain:]
+    rng = np.random.default_rng(plan.seed)
+    if plan.explore_design == UNIFORM:
+        rest = candidates[~candidates[KEY].isin(model[KEY])]
+        explore = _weighted_picks(rest, np.ones(len(rest)), plan.explore_picks, REST, rng)
+    else:
+        explore = _stratified_picks(candidates, whole_budget, edge, plan.explore_picks, rng)
     picks = pd.concat([model, explore], ignore_index=True)
     picks.insert(0, "pick", range(1, len(picks) + 1))
     return Queue(
@@ -222,6 +253,7 @@ def build_queue(
         rings=_ring_summary(table, picks, labels),
         eligible=len(candidates),
         labelled_left_out=int(is_labelled.sum()),
+        budget_edge=tuple(edge[KEY].astype(str)),
     )
 
 
@@ -236,14 +268,75 @@ def _model_picks(candidates: pd.DataFrame, count: int, per_ring: int) -> pd.Data
     return candidates[allowed.to_numpy()].head(count)
 
 
-def _random_picks(rest: pd.DataFrame, count: int, seed: int) -> pd.DataFrame:
-    """A uniform draw without replacement; each store's inclusion probability is recorded."""
-    count = min(count, len(rest))
+def _stratified_picks(
+    candidates: pd.DataFrame,
+    whole_budget: pd.DataFrame,
+    edge: pd.DataFrame,
+    count: int,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """Half the draws from the budget edge, half score-weighted from every other store.
+
+    The edge gets ``count // 2`` so that the rest always gets at least one draw: every
+    unlabelled store keeps a chance above zero, which is what makes population estimates
+    unbiased. The rest's weights are half the store's share of the scores, half a uniform
+    share, so a wrong model cannot push a store's chance to nothing.
+    """
+    from_edge = _weighted_picks(edge, np.ones(len(edge)), count // 2, EDGE, rng)
+    rest = candidates[~candidates[KEY].isin(whole_budget[KEY])]
+    scores = rest["score"].to_numpy(dtype="float64")
+    total = scores.sum()
+    weights = 0.5 / max(len(rest), 1) + (0.5 * scores / total if total > 0 else 0.5 / len(rest))
+    from_rest = _weighted_picks(rest, weights, count - len(from_edge), REST, rng)
+    return pd.concat([from_edge, from_rest])
+
+
+def _weighted_picks(
+    pool: pd.DataFrame, weights: np.ndarray, count: int, stratum: str, rng: np.random.Generator
+) -> pd.DataFrame:
+    """``count`` stores drawn with inclusion probabilities proportional to ``weights``.
+
+    Systematic sampling over a random order: every store's chance of being drawn is exactly
+    its recorded ``selection_probability`` (capped at 1, the excess spread over the others),
+    which is all an inverse-probability estimate needs.
+    """
+    count = min(count, len(pool))
     if count <= 0:
-        return rest.head(0).assign(selection=EXPLORE_PICK, selection_probability=0.0)
-    chosen = np.random.default_rng(seed).choice(len(rest), size=count, replace=False)
-    drawn = rest.iloc[np.sort(chosen)]
-    return drawn.assign(selection=EXPLORE_PICK, selection_probability=count / len(rest))
+        return pool.head(0).assign(
+            selection=EXPLORE_PICK, selection_probability=0.0, stratum=stratum
+        )
+    probability = inclusion_probabilities(np.asarray(weights, dtype="float64"), count)
+    order = rng.permutation(len(pool))
+    cumulative = np.cumsum(probability[order])
+    points = rng.random() + np.arange(count)
+    chosen = order[np.minimum(np.searchsorted(cumulative, points, side="right"), len(pool) - 1)]
+    chosen = np.sort(chosen)
+    return pool.iloc[chosen].assign(
+        selection=EXPLORE_PICK, selection_probability=probability[chosen], stratum=stratum
+    )
+
+
+def inclusion_probabilities(weights: np.ndarray, count: int) -> np.ndarray:
+    """Probabilities proportional to ``weights`` that sum to ``count``, none above 1.
+
+    Args:
+        weights: Non-negative weights, at least ``count`` of them positive.
+        count: Stores to draw.
+
+    Returns:
+        One probability per weight.
+    """
+    probability = np.zeros(len(weights))
+    capped = np.zeros(len(weights), dtype=bool)
+    # Stores whose share would exceed 1 are taken for certain; the rest share what is left.
+    while True:
+        left = count - capped.sum()
+        free = weights * ~capped
+        probability = np.where(capped, 1.0, left * free / free.sum())
+        over = probability > 1.0
+        if not over.any():
+            return probability
+        capped |= over
 
 
 def _ring_summary(
@@ -310,6 +403,15 @@ text-align:left;vertical-align:top}th{background:#f3f3f3}td.n{text-align:right}
 """
 
 
+def _selection_text(pick) -> str:
+    """``model``, or where an exploration pick was drawn from."""
+    if pick.stratum == EDGE:
+        return "explore: the model's budget edge"
+    if pick.stratum == REST:
+        return "explore: score-weighted draw" if pick.selection_probability else "explore"
+    return pick.selection
+
+
 def queue_html(queue: Queue, title: str) -> str:
     """The queue as one self-contained HTML page (inline CSS, no scripts, no links out)."""
     e = html.escape
@@ -321,7 +423,7 @@ def queue_html(queue: Queue, title: str) -> str:
         rows.append(
             f"<tr{css}><td class=n>{pick.pick}</td><td>{e(str(pick.store_id))}</td>"
             f"<td class=n>{pick.score:.3f}</td><td class=n>{pick.rank}</td>"
-            f"<td>{e(pick.selection)} (p={pick.selection_probability:.3g})</td>"
+            f"<td>{e(_selection_text(pick))} (p={pick.selection_probability:.3g})</td>"
             f"<td class=ring>{e(ring)}{f' ({pick.ring_size} stores)' if ring else ''}</td>"
             f"<td><ul>{reasons}</ul></td></tr>"
         )

@@ -15,6 +15,7 @@ from serving.queue import (
     QueuePlan,
     build_queue,
     current_links,
+    inclusion_probabilities,
     queue_html,
     ring_ids,
 )
@@ -102,11 +103,11 @@ def test_known_counterfeit_members_are_counted_per_ring():
     assert queue.rings.set_index("ring_id").loc["ring-s00", "known_counterfeit"] == 1
 
 
-def test_exploration_draws_uniformly_with_recorded_probabilities():
+def test_uniform_exploration_draws_with_recorded_probabilities():
     scored = _scored()
     rings = ring_ids(scored["store_id"], _links(("s00", "s01")), 30)
     labels = pd.DataFrame({"store_id": ["s30"], "is_counterfeit": [0]})
-    plan = QueuePlan(budget=10, explore=0.3, seed=4)
+    plan = QueuePlan(budget=10, explore=0.3, seed=4, explore_design="uniform")
     queue = build_queue(scored, rings, labels, plan)
     model = queue.picks[queue.picks["selection"] == MODEL_PICK]
     explored = queue.picks[queue.picks["selection"] == EXPLORE_PICK]
@@ -117,7 +118,8 @@ def test_exploration_draws_uniformly_with_recorded_probabilities():
     again = build_queue(scored, rings, labels, plan)
     assert again.picks["store_id"].tolist() == queue.picks["store_id"].tolist()
     draws = {
-        tuple(build_queue(scored, rings, labels, QueuePlan(10, explore=0.3, seed=s)).picks[
+        tuple(build_queue(scored, rings, labels, QueuePlan(10, explore=0.3, seed=s,
+                                                           explore_design="uniform")).picks[
             "store_id"
         ][7:])
         for s in range(20)
@@ -125,12 +127,50 @@ def test_exploration_draws_uniformly_with_recorded_probabilities():
     assert len(draws) > 10  # the seed decides, the draw varies
     # Inclusion frequency matches the recorded probability (a seeded simulation).
     hits = sum(
-        "s39" in build_queue(scored, rings, labels, QueuePlan(10, explore=0.3, seed=s)).picks[
+        "s39" in build_queue(scored, rings, labels, QueuePlan(10, explore=0.3, seed=s,
+                                                              explore_design="uniform")).picks[
             "store_id"
         ].tolist()
         for s in range(800)
     )  # fmt: skip
     assert hits / 800 == pytest.approx(3 / 32, abs=0.03)
+
+
+def test_stratified_exploration_samples_the_budget_edge_and_weighs_the_rest_by_score():
+    scored = _scored()
+    rings = ring_ids(scored["store_id"], _links(("s00", "s01")), 30)
+    plan = QueuePlan(budget=10, explore=0.4, seed=3)  # 6 certain picks, 4 explored
+    queue = build_queue(scored, rings, None, plan)
+    picks = queue.picks.set_index("store_id")
+    # The whole budget skips s01 (ring of s00): s00, s02..s10; the last 4 are the edge.
+    assert queue.budget_edge == ("s07", "s08", "s09", "s10")
+    assert picks.index[:6].tolist() == ["s00", "s02", "s03", "s04", "s05", "s06"]
+    edge = picks[picks["stratum"] == "edge"]
+    rest = picks[picks["stratum"] == "rest"]
+    assert len(edge) == 2 and set(edge.index) <= set(queue.budget_edge)
+    assert edge["selection_probability"].tolist() == pytest.approx([0.5, 0.5])
+    assert len(rest) == 2 and not set(rest.index) & set(queue.budget_edge)
+    # Inclusion frequencies over many seeds match the recorded probabilities, every store
+    # outside the certain picks has a chance above zero, and riskier stores a larger one.
+    counts: dict[str, int] = {}
+    recorded: dict[str, float] = {}
+    runs = 2000
+    for seed in range(runs):
+        drawn = build_queue(scored, rings, None, QueuePlan(10, explore=0.4, seed=seed)).picks
+        for row in drawn[drawn["selection"] == EXPLORE_PICK].itertuples():
+            counts[row.store_id] = counts.get(row.store_id, 0) + 1
+            recorded[row.store_id] = row.selection_probability
+    outside = {f"s{i:02d}" for i in range(40)} - set(picks.index[:6])
+    assert set(counts) == outside
+    for store, count in counts.items():
+        assert count / runs == pytest.approx(recorded[store], abs=0.035), store
+    assert recorded["s11"] > 2 * recorded["s39"] > 0
+
+
+def test_inclusion_probabilities_sum_to_the_draws_and_cap_at_one():
+    probability = inclusion_probabilities(np.array([100.0, 1.0, 1.0, 1.0, 1.0]), 2)
+    assert probability.sum() == pytest.approx(2.0)
+    assert probability.tolist() == pytest.approx([1.0, 0.25, 0.25, 0.25, 0.25])
 
 
 @pytest.mark.parametrize(
