@@ -54,6 +54,7 @@ class BacktestPlan:
         trials: Optuna trials per training (small: the loop retrains every month).
         model_name: Registered model the loop trains (not the production model's name).
         per_ring: Model picks per ring at most.
+        explore_design: How the model queue explores (``serving.queue.EXPLORE_DESIGNS``).
     """
 
     months: int
@@ -65,6 +66,7 @@ class BacktestPlan:
     trials: int = 2
     model_name: str = "spotcheck-backtest"
     per_ring: int = 1
+    explore_design: str = "stratified"
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.policies) - set(POLICIES))
@@ -78,6 +80,10 @@ class BacktestPlan:
             raise LoopError(f"retrain must be monthly or never, got {self.retrain!r}")
         if not 0.0 <= self.explore < 1.0:
             raise LoopError(f"explore must be a share in [0, 1), got {self.explore}")
+        if self.explore_design not in ("stratified", "uniform"):
+            raise LoopError(
+                f"explore design must be stratified or uniform, got {self.explore_design!r}"
+            )
 
 
 @dataclass
@@ -206,6 +212,7 @@ class ModelPolicy:
         self.model = None
         self.version: str | None = None
         self.trainings: list[dict] = []
+        self.budget_edge: tuple[str, ...] = ()
 
     def retrain(self, labels: pd.DataFrame, month: Month) -> None:
         """Train on ``labels`` (all dated before the month), register, go through the gates."""
@@ -242,17 +249,25 @@ class ModelPolicy:
         self.model = mlflow.pyfunc.load_model(f"models:/{self.plan.model_name}/{self.version}")
 
     def picks(self, month: Month, pool: pd.DataFrame, labelled: pd.DataFrame) -> pd.DataFrame:
-        """The queue's picks among ``pool`` (model picks and random exploration)."""
+        """The queue's picks among ``pool`` (model picks and random exploration).
+
+        Also keeps the month's budget edge (``serving.queue.Queue.budget_edge``).
+        """
         from serving.batch import score_stores
         from serving.queue import QueuePlan, build_queue, ring_ids
 
         scored = score_stores(self.model, pool, risk_k=1, mitigating_k=0)
         rings = ring_ids(month.features[KEY], month.links, QueuePlan(1).max_ring_size)
         plan = QueuePlan(self.plan.budget, self.plan.per_ring, self.plan.explore,
-                         self.plan.seed + month.index)  # fmt: skip
+                         self.plan.seed + month.index,
+                         explore_design=self.plan.explore_design)  # fmt: skip
         queue = build_queue(scored, rings, labelled, plan)
-        picks = queue.picks[[KEY, "selection", "selection_probability", "score"]].copy()
+        columns = [KEY, "selection", "selection_probability", "stratum", "score"]
+        picks = queue.picks[columns].copy()
         picks["model_version"] = self.version
+        picks["in_budget_edge"] = picks[KEY].isin(queue.budget_edge)
+        picks["explore_design"] = self.plan.explore_design
+        self.budget_edge = queue.budget_edge
         return picks
 
 
@@ -321,6 +336,11 @@ def run_backtest(
             bought["candidates_counterfeit"] = int(
                 truth[truth[KEY].isin(pool[KEY])]["truly_counterfeit"].sum()
             )
+            if name == "model":
+                # The truth of the model's whole budget needs its edge, bought or not.
+                edge = truth[KEY].isin(model.budget_edge)
+                bought["budget_edge_size"] = len(model.budget_edge)
+                bought["budget_edge_counterfeit"] = int(truth.loc[edge, "truly_counterfeit"].sum())
             log.labels.append(bought[[KEY, "labeled_at", "is_counterfeit", "source"]])
             log.picks.append(bought)
         if i > 0:
@@ -437,39 +457,82 @@ def policy_ratios(picks: pd.DataFrame, against: str = "model", from_month: int =
 
 
 def selection_bias(picks: pd.DataFrame) -> pd.DataFrame:
-    """The model policy's own view vs the exploration (IPW) estimate vs the truth, per month.
+    """The model policy's own view vs the inverse-probability estimate vs the truth, per month.
 
-    Of each month's candidates: the counterfeit share, and the share of their counterfeit
-    stores the model's picks found (recall at the budget). ``own picks`` treats the bought
-    stores as if they were the population (what a team that only checks what its model
-    ranks high would conclude); ``ipw`` weighs each bought store by one over its selection
-    probability (model picks 1, exploration picks the random draw's share of the rest:
-    Horvitz-Thompson); ``truth`` counts every candidate.
+    Three figures of each month's candidates: the model's precision at the budget (the
+    counterfeit share of the ``budget`` stores its queue would buy without exploring: its
+    certain picks and its budget edge), the counterfeit share of all candidates, and the
+    recall of that budget. ``own_picks`` treats the bought stores as if they were the
+    population (what a team that only checks what its model ranks high would conclude);
+    ``ipw`` weighs each bought store's label by one over its inclusion probability
+    (``loop.estimate``), with a 95% interval; ``truth`` counts every candidate.
     """
+    from loop.estimate import ht_total
+
     rows = []
     model = picks[picks["policy"] == "model"]
     for month, group in model.groupby("month", sort=True):
         n = int(group["candidates"].iloc[0])
         total_true = int(group["candidates_counterfeit"].iloc[0])
         labels = group["is_counterfeit"].to_numpy()
-        weights = 1.0 / group["selection_probability"].to_numpy()
-        is_model = (group["selection"] == "model").to_numpy()
-        found_labels = labels[is_model].sum()
-        estimated_total = float((labels * weights).sum())
+        certain = (group["stratum"] == "certain").to_numpy()
+        in_budget = certain | group["in_budget_edge"].to_numpy(dtype=bool)
+        budget = int(certain.sum() + group["budget_edge_size"].iloc[0])
+        budget_true = int(group.loc[certain, "truly_counterfeit"].sum()
+                          + group["budget_edge_counterfeit"].iloc[0])  # fmt: skip
+        # The budget edge is its own stratum when exploration is stratified, part of the
+        # uniform draw's otherwise.
+        edge_stratum = "edge" if group["explore_design"].iloc[0] == "stratified" else "rest"
+        in_queue = ht_total(group, labels * in_budget, ("certain", edge_stratum))
+        everyone = ht_total(group, labels)
+        # Shares: an interval past 0 or 1 says no more than one cut there.
+        low, high = np.clip(in_queue.interval(budget), 0.0, 1.0)
+        prevalence_low, prevalence_high = np.clip(everyone.interval(n), 0.0, 1.0)
+        own_positives = max(int(labels.sum()), 1)
         rows.append({
-            "month": int(month),
+            "month": int(month), "budget": budget, "candidates": n,
+            "precision_own_picks": float(labels[certain].mean()),
+            "precision_ipw": in_queue.total / budget,
+            "precision_ipw_low": low, "precision_ipw_high": high,
+            "precision_truth": budget_true / budget,
             "prevalence_own_picks": float(labels.mean()),
-            "prevalence_ipw": estimated_total / n,
+            "prevalence_ipw": everyone.total / n,
+            "prevalence_ipw_low": prevalence_low, "prevalence_ipw_high": prevalence_high,
             "prevalence_truth": total_true / n,
-            "recall_own_picks": float(found_labels / max(labels.sum(), 1)),
-            "recall_ipw": float(found_labels / estimated_total) if estimated_total else np.nan,
-            "recall_truth": float(group.loc[is_model, "truly_counterfeit"].sum() / total_true)
-            if total_true else np.nan,
-            "precision_own_picks": float(labels[is_model].mean()),
-            "precision_truth": float(group.loc[is_model, "truly_counterfeit"].mean()),
-            "exploration_buys": int((~is_model).sum()),
+            "recall_own_picks": float(labels[in_budget].sum() / own_positives),
+            "recall_ipw": in_queue.total / everyone.total if everyone.total else np.nan,
+            "recall_truth": budget_true / total_true if total_true else np.nan,
+            "exploration_buys": int((~certain).sum()),
+            "exploration_found": int(group.loc[~certain, "truly_counterfeit"].sum()),
         })  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def pooled_bias(bias: pd.DataFrame, from_month: int = 1) -> dict:
+    """The precision at the budget and the prevalence pooled over months, estimate vs truth.
+
+    Months are independent draws, so their estimated totals and variances add up.
+    """
+    later = bias[bias["month"] >= from_month]
+    if later.empty:
+        return {}
+    pooled: dict = {"months": len(later)}
+    for figure, size in (("precision", "budget"), ("prevalence", "candidates")):
+        weight = later[size].to_numpy(dtype="float64")
+        ipw, truth = later[f"{figure}_ipw"], later[f"{figure}_truth"]
+        low, high = later[f"{figure}_ipw_low"], later[f"{figure}_ipw_high"]
+        estimate = float((ipw * weight).sum() / weight.sum())
+        half = np.sqrt((((high - ipw) * weight) ** 2).sum()) / weight.sum()
+        pooled[figure] = {
+            "own_picks": float((later[f"{figure}_own_picks"] * weight).sum() / weight.sum()),
+            "ipw": estimate, "ipw_low": max(estimate - half, 0.0),
+            "ipw_high": min(estimate + half, 1.0),
+            "truth": float((truth * weight).sum() / weight.sum()),
+            "months_within_0.05": int(((ipw - truth).abs() <= 0.05).sum()),
+            "months_truth_in_interval": int(((low <= truth) & (truth <= high)).sum()),
+        }  # fmt: skip
+        pooled[figure]["ipw_error"] = estimate - pooled[figure]["truth"]
+    return pooled
 
 
 def write_outputs(result: dict, out: Path) -> dict:
@@ -489,6 +552,7 @@ def write_outputs(result: dict, out: Path) -> dict:
         "totals": figures.groupby("policy")[["buys", "found", "confirmed"]].sum()
         .astype(int).to_dict(orient="index"),
         "from_second_month": ratios.to_dict(orient="records"),
+        "ipw_from_second_month": pooled_bias(bias) if len(bias) else {},
         "drift": result.get("drift", []),
     }  # fmt: skip
     with staged_directory(out) as tmp:

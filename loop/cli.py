@@ -24,6 +24,9 @@ def backtest(
     explore: Annotated[
         float, typer.Option(min=0.0, max=0.99, help="The model queue's random share.")
     ] = 0.1,
+    explore_design: Annotated[
+        str, typer.Option(help="stratified (budget edge + score-weighted) or uniform.")
+    ] = "stratified",
     retrain: Annotated[str, typer.Option(help="monthly or never.")] = "monthly",
     trials: Annotated[int, typer.Option(min=0, help="Optuna trials per training.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
@@ -54,6 +57,7 @@ def backtest(
             months=months, budget=budget,
             policies=tuple(p.strip() for p in policies.split(",") if p.strip()),
             explore=explore, retrain=retrain, seed=seed, trials=trials, model_name=model_name,
+            explore_design=explore_design,
         )  # fmt: skip
         if not histories.is_dir():
             raise LoopError(f"histories directory {histories} does not exist")
@@ -73,6 +77,15 @@ def backtest(
             continue
         typer.echo(f"from month 2: {versus}: {row['ratio']:.2f}x (95% CI {row['ci_low']:.2f}-"
                    f"{row['ci_high']:.2f})", err=True)  # fmt: skip
+    pooled = written["summary"].get("ipw_from_second_month") or {}
+    named = {"precision": "the model's precision at the budget",
+             "prevalence": "the counterfeit share of the candidates"}  # fmt: skip
+    for figure, name in named.items():
+        if figure in pooled:
+            v = pooled[figure]
+            typer.echo(f"from month 2, {name}: own picks "
+                       f"{v['own_picks']:.3f}, IPW {v['ipw']:.3f} ({v['ipw_low']:.3f}-"
+                       f"{v['ipw_high']:.3f}), truth {v['truth']:.3f}", err=True)  # fmt: skip
     typer.echo(f"wrote {out}/backtest.html (MLflow run {run_id})", err=True)
 
 

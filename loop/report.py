@@ -52,6 +52,31 @@ def _table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-", border=0)
 
 
+def _bias_text(pooled: dict, plan: dict) -> str:
+    """What the selection-bias table shows, and the estimates pooled from the second month."""
+    text = (
+        "<p>Precision at the budget: the counterfeit share of the stores the model's queue "
+        "would buy with the whole budget. Prevalence: the counterfeit share of the "
+        "candidates. Recall: the share of the candidates' counterfeit stores in that budget. "
+        "<i>own picks</i> treats the bought stores as the population; <i>ipw</i> weighs "
+        f"each by one over its inclusion probability ({plan.get('explore_design', '')} "
+        "exploration), with a 95% interval; <i>truth</i> counts every candidate.</p>"
+    )
+    if not pooled:
+        return text
+    rows = "".join(
+        f"<tr><td>{figure}</td><td>{v['own_picks']:.3f}</td><td>{v['ipw']:.3f} "
+        f"({v['ipw_low']:.3f}-{v['ipw_high']:.3f})</td><td>{v['truth']:.3f}</td>"
+        f"<td>{v['months_within_0.05']} of {pooled['months']}</td></tr>"
+        for figure, v in pooled.items()
+        if isinstance(v, dict)
+    )
+    return text + (
+        "<p>Pooled from the second month:</p><table><tr><th>figure</th><th>own picks</th>"
+        "<th>ipw (95%)</th><th>truth</th><th>months within 0.05</th></tr>" + rows + "</table>"
+    )
+
+
 def backtest_html(summary: dict, figures: pd.DataFrame, ratios: pd.DataFrame,
                   bias: pd.DataFrame) -> str:  # fmt: skip
     """The whole page."""
@@ -75,6 +100,7 @@ def backtest_html(summary: dict, figures: pd.DataFrame, ratios: pd.DataFrame,
         "<h2>Per month</h2>",
         _table(figures),
         "<h2>Selection bias: the model's own picks, the exploration estimate, the truth</h2>",
+        _bias_text(summary.get("ipw_from_second_month") or {}, plan),
         _table(bias) if len(bias) else "<p>(no model policy)</p>",
         "<h2>Models</h2>",
         _table(trainings) if len(trainings) else "<p>(none)</p>",

@@ -36,6 +36,11 @@ def log_backtest(written: dict, out: Path) -> str:
         client.log_metric(pid, f"ratio_vs_{row['policy']}_ci_low", float(row["ci_low"]))
     for policy, totals in summary["totals"].items():
         client.log_metric(pid, f"{policy}.found", totals["found"])
+    for figure, values in (summary.get("ipw_from_second_month") or {}).items():
+        if isinstance(values, dict):
+            for which in ("own_picks", "ipw", "truth"):
+                client.log_metric(pid, f"{figure}_at_budget.{which}", values[which])
+    bias = written["bias"].set_index("month") if len(written["bias"]) else None
     figures = written["figures"]
     drift = {row["month"]: row for row in summary.get("drift", [])}
     for month, group in figures.groupby("month"):
@@ -45,6 +50,10 @@ def log_backtest(written: dict, out: Path) -> str:
         for row in group.to_dict(orient="records"):
             for metric in ("found", "confirmed", "hit_rate", "rings", "cumulative_found"):
                 client.log_metric(cid, f"{row['policy']}.{metric}", float(row[metric]))
+        if bias is not None and int(month) in bias.index:
+            for metric in ("precision_own_picks", "precision_ipw", "precision_truth",
+                           "prevalence_ipw", "prevalence_truth"):  # fmt: skip
+                client.log_metric(cid, f"model.{metric}", float(bias.loc[int(month), metric]))
         if int(month) in drift:
             row = drift[int(month)]
             client.log_metric(cid, "drift.features_drifting", row["features_drifting"])
