@@ -41,7 +41,7 @@ def login_links(
     Raises:
         LinkGraphError: If the connection has no ``logins`` view or a cap is invalid.
     """
-    caps = _resolve_caps(max_stores_per)
+    caps = resolve_caps(max_stores_per)
     try:
         con.execute("SELECT store_id, logged_at, ip, device_id, wifi_id FROM logins LIMIT 0")
     except duckdb.Error as exc:
@@ -52,7 +52,7 @@ def login_links(
     return con.sql(_login_links_sql(caps)).to_arrow_table().to_pandas()
 
 
-def _resolve_caps(max_stores_per: dict[str, int] | None) -> dict[str, int]:
+def resolve_caps(max_stores_per: dict[str, int] | None) -> dict[str, int]:
     """Merge user caps over the defaults and check them."""
     caps = dict(DEFAULT_MAX_STORES_PER)
     for kind, cap in (max_stores_per or {}).items():

@@ -1,0 +1,45 @@
+"""A Spark session set up the way spotcheck's Spark SQL expects: UTC, Java 17, quiet.
+
+pyspark is the ``spark`` extra; it is imported when a session is asked for, never at import.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+# Debian's OpenJDK 17 (``openjdk-17-jre-headless``): what Spark 4 is tested with here.
+DEBIAN_JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+
+
+def spark_session(master: str | None = None, shuffle_partitions: int | None = None) -> SparkSession:
+    """The active Spark session, or a new one on ``master``.
+
+    Args:
+        master: Spark master URL; ``SPOTCHECK_SPARK_MASTER`` or ``local[2]`` if None.
+        shuffle_partitions: Partitions after a shuffle; Spark's 200 are far too many for a
+            small local job, so ``4 x`` the local cores unless given.
+
+    Returns:
+        A session with time zone UTC (the contract's timestamps are UTC instants).
+    """
+    from pyspark.sql import SparkSession
+
+    if "JAVA_HOME" not in os.environ and DEBIAN_JAVA_17.is_dir():
+        os.environ["JAVA_HOME"] = str(DEBIAN_JAVA_17)
+    master = master or os.environ.get("SPOTCHECK_SPARK_MASTER", "local[2]")
+    partitions = shuffle_partitions or 4 * (os.cpu_count() or 2)
+    session = (
+        SparkSession.builder.master(master)
+        .appName("spotcheck")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.shuffle.partitions", str(partitions))
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    return session
