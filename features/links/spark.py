@@ -18,7 +18,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from features.links.derive import resolve_caps
+from features.links.derive import LINK_KINDS, resolve_caps
+from features.links.rings import DEFAULT_MAX_RING_SIZE
+from features.links.spec import LINK_PREFIX
+from features.spec import AS_OF, KEY
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -190,3 +193,227 @@ def _small_star(edges: DataFrame) -> DataFrame:
     )
     itself = smallest.select("src", F.col("m").alias("dst"))
     return _undirected(attached.unionByName(itself))
+
+
+# Distinct as-of times up to which rings are whole-graph components per time; past it, a
+# search from every row (a training table has a time per label).
+MAX_COMPONENT_TIMES = 4
+
+
+def link_features_spark(
+    rows: DataFrame,
+    links: DataFrame,
+    labels: DataFrame,
+    neighbour_columns: tuple[str, ...],
+    *,
+    kinds: tuple[str, ...] = LINK_KINDS,
+    max_ring_size: int = DEFAULT_MAX_RING_SIZE,
+    prefix: str = LINK_PREFIX,
+) -> DataFrame:
+    """The link-graph features of ``features.links.add_link_features``, as Spark joins.
+
+    The same point-in-time rules: a link counts for a row (store, T) if ``linked_at < T``
+    and (``unlinked_at`` is null or ``>= T``), a label if ``labeled_at < T`` (a store's
+    latest; on equal times a counterfeit label wins); the row's own label never counts.
+
+    Args:
+        rows: ``store_id``, ``as_of`` and the neighbour columns, one row per key (the
+            requested rows and their linked stores' rows at the same time).
+        links: ``login_links_spark`` output (both directions).
+        labels: ``store_id``, ``labeled_at``, ``is_counterfeit``.
+        neighbour_columns: Columns of ``rows`` whose mean and max over linked stores are added.
+        kinds: Link kinds with their own columns.
+        max_ring_size: Ring size cap (larger rings: the cap and a missing ring count).
+        prefix: Column prefix.
+
+    Returns:
+        ``rows`` with the link columns appended in the order of ``link_spec``.
+    """
+    from pyspark.sql import functions as F
+
+    from features.links.spec import LinkOptions, link_spec
+
+    keys = rows.select(KEY, AS_OF)
+    valid = valid_links(keys, links)
+    pairs = valid.groupBy(KEY, AS_OF, "nb").agg(
+        F.min("linked_at").alias("first_at"),
+        *(F.max(F.when(F.col("kind") == k, 1).otherwise(0)).alias(f"via_{k}") for k in kinds),
+    )
+    pairs = _with_latest_label(pairs, "nb", labels, "label")
+    counterfeit = F.col("label") == 1
+    recent = F.col("first_at") >= F.col(AS_OF) - F.expr("INTERVAL 30 DAYS")
+    counts = pairs.groupBy(KEY, AS_OF).agg(
+        F.count("*").alias(f"{prefix}linked_stores"),
+        *(F.sum(f"via_{k}").alias(f"{prefix}{k}_stores") for k in kinds),
+        F.sum(recent.cast("long")).alias(f"{prefix}new_linked_stores_30d"),
+        F.sum(counterfeit.cast("long")).alias(f"{prefix}known_counterfeit"),
+        F.sum((F.col("label") == 0).cast("long")).alias(f"{prefix}known_genuine"),
+        *(
+            F.sum((counterfeit & (F.col(f"via_{k}") == 1)).cast("long")).alias(
+                f"{prefix}{k}_known_counterfeit"
+            )
+            for k in kinds
+        ),
+    )
+    aggregates = _neighbour_aggregates(rows, pairs, neighbour_columns, prefix)
+    ring = _rings(keys, links, labels, max_ring_size, prefix)
+    options = LinkOptions(prefix, tuple(kinds), True, True, tuple(neighbour_columns),
+                          max_ring_size)  # fmt: skip
+    names = link_spec(options, None).names
+    known, genuine = f"{prefix}known_counterfeit", f"{prefix}known_genuine"
+    joined = rows.join(counts, [KEY, AS_OF], "left")
+    if aggregates is not None:
+        joined = joined.join(aggregates, [KEY, AS_OF], "left")
+    joined = joined.join(ring, [KEY, AS_OF], "left")
+    count_columns = [c for c in counts.columns if c not in (KEY, AS_OF)]
+    joined = joined.fillna(0, subset=count_columns)
+    labelled = F.col(known) + F.col(genuine)
+    joined = joined.withColumn(f"{prefix}labeled_linked_stores", labelled).withColumn(
+        f"{prefix}known_counterfeit_share",
+        F.when(labelled > 0, F.col(known) / labelled).cast("double"),
+    )
+    casts = {n: "double" if "nb_" in n or "share" in n or "ring_known" in n else "long"
+             for n in names}  # fmt: skip
+    return joined.select(*rows.columns, *(F.col(n).cast(casts[n]).alias(n) for n in names))
+
+
+def _neighbour_aggregates(
+    rows: DataFrame, pairs: DataFrame, columns: tuple[str, ...], prefix: str
+) -> DataFrame | None:
+    """Mean and max of ``columns`` over each row's linked stores' rows at the same time."""
+    from pyspark.sql import functions as F
+
+    if not columns:
+        return None
+    neighbours = rows.select(
+        F.col(KEY).alias("nb"), AS_OF, *(F.col(c).alias(f"nb__{c}") for c in columns)
+    )
+    return (
+        pairs.join(neighbours, ["nb", AS_OF])
+        .groupBy(KEY, AS_OF)
+        .agg(
+            *(
+                agg(f"nb__{c}").cast("double").alias(f"{prefix}nb_{name}_{c}")
+                for c in columns
+                for name, agg in (("mean", F.avg), ("max", F.max))
+            )
+        )
+    )
+
+
+def valid_links(keys: DataFrame, links: DataFrame) -> DataFrame:
+    """(store_id, as_of, nb, kind, linked_at) for every link valid at the row's as-of time."""
+    from pyspark.sql import functions as F
+
+    link = links.select(
+        F.col(KEY).alias("l_store"), F.col("linked_store_id").alias("nb"), "kind",
+        "linked_at", "unlinked_at",
+    )  # fmt: skip
+    valid = (
+        (F.col("l_store") == F.col(KEY))
+        & (F.col("linked_at") < F.col(AS_OF))
+        & (F.col("unlinked_at").isNull() | (F.col("unlinked_at") >= F.col(AS_OF)))
+    )
+    joined = keys.join(link, valid).where(F.col("nb") != F.col(KEY))
+    return joined.select(KEY, AS_OF, "nb", "kind", "linked_at")
+
+
+def _with_latest_label(frame: DataFrame, store: str, labels: DataFrame, name: str) -> DataFrame:
+    """``frame`` with the latest label of ``store`` before its ``as_of`` (null: none)."""
+    from pyspark.sql import functions as F
+
+    label = labels.select(
+        F.col(KEY).alias("lab_store"), "labeled_at", F.col("is_counterfeit").cast("long")
+    )
+    before = (F.col("lab_store") == F.col(store)) & (F.col("labeled_at") < F.col(AS_OF))
+    keys = [c for c in frame.columns]
+    latest = (
+        frame.join(label, before)
+        .groupBy(*keys)
+        .agg(
+            # The latest label; on equal times a counterfeit one (the larger value) wins.
+            F.max_by("is_counterfeit", F.struct("labeled_at", "is_counterfeit")).alias(name)
+        )
+    )
+    return frame.join(latest, keys, "left")
+
+
+def _rings(
+    keys: DataFrame, links: DataFrame, labels: DataFrame, cap: int, prefix: str
+) -> DataFrame:
+    """Ring size (capped) and known-counterfeit stores in the ring, per row at its time."""
+    from pyspark.sql import functions as F
+
+    times = [row[0] for row in keys.select(AS_OF).distinct().collect()]
+    if len(times) <= MAX_COMPONENT_TIMES:
+        reached = _reached_by_components(keys, links, times)
+    else:
+        reached = _reached_by_search(keys, links, cap)
+    size = reached.groupBy(KEY, AS_OF).agg(F.count("*").alias("size"))
+    labelled = _with_latest_label(reached, "node", labels, "label")
+    own = F.col("node") == F.col(KEY)
+    found = labelled.groupBy(KEY, AS_OF).agg(
+        F.sum(((F.col("label") == 1) & ~own).cast("long")).alias("counterfeit")
+    )
+    ring = size.join(found, [KEY, AS_OF])
+    return ring.select(
+        KEY, AS_OF,
+        F.least(F.col("size"), F.lit(cap)).alias(f"{prefix}ring_size"),
+        F.when(F.col("size") <= cap, F.col("counterfeit").cast("double"))
+        .alias(f"{prefix}ring_known_counterfeit"),
+    )  # fmt: skip
+
+
+def _reached_by_components(keys: DataFrame, links: DataFrame, times: list) -> DataFrame:
+    """(store_id, as_of, node): every store in the row's component, one component pass per time."""
+    from pyspark.sql import functions as F
+
+    parts = []
+    for when in times:
+        at = F.lit(when).cast("timestamp")
+        valid = links.where(
+            (F.col("linked_at") < at)
+            & (F.col("unlinked_at").isNull() | (F.col("unlinked_at") >= at))
+        )
+        components = connected_components(
+            valid.select(F.col(KEY).alias("src"), F.col("linked_store_id").alias("dst"))
+        )
+        rows = keys.where(F.col(AS_OF) == at)
+        by_store = components.withColumnRenamed("vertex", KEY)
+        members = components.select(F.col("vertex").alias("node"), "component")
+        linked = rows.join(by_store, KEY).join(members, "component")
+        parts.append(linked.select(KEY, AS_OF, "node"))
+        # A store without a valid link is a ring of one: itself.
+        alone = rows.join(by_store, KEY, "left_anti")
+        parts.append(alone.select(KEY, AS_OF, F.col(KEY).alias("node")))
+    result = parts[0]
+    for part in parts[1:]:
+        result = result.unionByName(part)
+    return result
+
+
+def _reached_by_search(keys: DataFrame, links: DataFrame, cap: int) -> DataFrame:
+    """(store_id, as_of, node) by a breadth-first search from every row at its own time.
+
+    A row stops growing once it has reached more than ``cap`` stores (its size is the cap
+    and its count missing then, whatever else it would reach).
+    """
+    from pyspark.sql import functions as F
+
+    reached = keys.select(KEY, AS_OF, F.col(KEY).alias("node")).localCheckpoint()
+    frontier = reached
+    link = links.select(
+        F.col(KEY).alias("node"), F.col("linked_store_id").alias("next"), "linked_at",
+        "unlinked_at",
+    )  # fmt: skip
+    valid = (F.col("linked_at") < F.col(AS_OF)) & (
+        F.col("unlinked_at").isNull() | (F.col("unlinked_at") >= F.col(AS_OF))
+    )
+    while not frontier.isEmpty():
+        step = frontier.join(link, "node").where(valid)
+        step = step.select(KEY, AS_OF, F.col("next").alias("node")).distinct()
+        new = step.join(reached, [KEY, AS_OF, "node"], "left_anti").localCheckpoint()
+        reached = reached.unionByName(new).localCheckpoint()
+        over = reached.groupBy(KEY, AS_OF).count().where(F.col("count") > cap)
+        frontier = new.join(over, [KEY, AS_OF], "left_anti")
+    return reached

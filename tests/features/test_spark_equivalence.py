@@ -1,9 +1,11 @@
 """Spark (``local[2]``) against DuckDB, the reference: the same features, links and rings.
 
-A small synthetic marketplace, store features at two as-of times and at every label's time
-(the training rows), every value compared; the links derived in Spark SQL compared row by
-row; the distributed connected components compared with SciPy's on the links and on graphs
-built to be hard for them (a long chain, a star, random sparse graphs).
+A small synthetic marketplace: the whole feature table (store and link-graph features) at two
+as-of times, one through ``spotcheck features --engine spark``, and the training rows (one
+per label at its own time: rings by search instead of components), every value compared;
+the links derived in Spark SQL compared row by row; ring features under a small cap; the
+distributed connected components compared with SciPy's on the links and on graphs built to
+be hard for them (a long chain, a star, random sparse graphs).
 """
 
 from __future__ import annotations
@@ -14,14 +16,25 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as scipy_components
 
+from features.build import build_feature_table, build_training_table, spec_path
 from features.contract.histories import open_histories
+from features.links import add_link_features
 from features.links.derive import login_links
-from features.links.spark import connected_components, login_links_spark
+from features.links.spark import (
+    MAX_COMPONENT_TIMES,
+    connected_components,
+    link_features_spark,
+    login_links_spark,
+)
 from features.settings import duckdb_connection
+from features.spark_build import (
+    build_feature_table_spark,
+    features_for_keys_spark,
+    training_keys_spark,
+)
 from features.spark_session import spark_session
-from features.spec import AS_OF, KEY
-from features.store.engine import compute_store_features
-from features.store.spark_engine import compute_store_features_spark, open_histories_spark
+from features.spec import AS_OF, KEY, FeatureSpec
+from features.store.spark_engine import open_histories_spark
 from features.synth.generate import generate_marketplace
 
 pytestmark = pytest.mark.slow
@@ -39,18 +52,6 @@ def spark(marketplace):
     session = spark_session("local[2]")
     open_histories_spark(session, marketplace)
     yield session
-
-
-def _keys(marketplace) -> pd.DataFrame:
-    """Every store at two times, and every labelled store at its label's time."""
-    con = open_histories(marketplace, duckdb_connection(), tables=("stores", "labels"))
-    stores = con.execute("SELECT store_id FROM stores").df()[KEY]
-    labels = con.execute("SELECT store_id, labeled_at AS as_of FROM labels").df()
-    times = [pd.Timestamp("2025-06-01"), pd.Timestamp("2026-03-15 12:00:00")]
-    keys = pd.concat([*(pd.DataFrame({KEY: stores, AS_OF: t}) for t in times), labels])
-    keys[KEY] = keys[KEY].astype(str)
-    keys[AS_OF] = pd.to_datetime(keys[AS_OF]).astype("datetime64[us]")
-    return keys.drop_duplicates().sort_values([KEY, AS_OF]).reset_index(drop=True)
 
 
 def _assert_frames_equal(expected: pd.DataFrame, got: pd.DataFrame) -> None:
@@ -72,17 +73,58 @@ def _assert_frames_equal(expected: pd.DataFrame, got: pd.DataFrame) -> None:
     assert not different, different
 
 
-def test_store_features_are_the_same_on_spark(marketplace, spark):
-    keys = _keys(marketplace)
-    con = open_histories(marketplace, duckdb_connection())
-    expected = compute_store_features(con, keys)
-    got = compute_store_features_spark(spark, spark.createDataFrame(keys)).toPandas()
-    got = got.sort_values([KEY, AS_OF]).reset_index(drop=True)
-    got[AS_OF] = got[AS_OF].astype("datetime64[us]")
-    assert len(expected) == len(keys) > 3000
-    # Most features vary: the comparison is not between columns of zeros.
-    assert (expected.nunique() > 1).sum() > 80
-    _assert_frames_equal(expected.reset_index(drop=True), got)
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.sort_values([KEY, AS_OF]).reset_index(drop=True)
+    return frame.assign(**{AS_OF: frame[AS_OF].astype("datetime64[us]")})
+
+
+def test_the_feature_table_is_the_same_through_the_cli(marketplace, tmp_path, cli):
+    out = tmp_path / "features"
+    result = cli("features", "--engine", "spark", "--histories", marketplace, "--out", out,
+                 "--as-of", "2025-06-01T00:00:00")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    got = pd.read_parquet(out)
+    assert spec_path(out).is_file() and len(list(out.glob("*.parquet"))) >= 1
+    expected, spec = build_feature_table(marketplace, "2025-06-01T00:00:00")
+    assert FeatureSpec.from_json(spec_path(out).read_text()).hash == spec.hash
+    _assert_frames_equal(_sorted(expected), _sorted(got))
+
+
+def test_the_feature_table_is_the_same_on_spark(marketplace, spark):
+    expected, spec = build_feature_table(marketplace, "2026-03-15T12:00:00")
+    table, spark_spec = build_feature_table_spark(spark, marketplace, "2026-03-15T12:00:00")
+    assert spark_spec.hash == spec.hash
+    # The link features are not all zero: rings, known counterfeit neighbours, aggregates.
+    for name in ("link_ring_size", "link_known_counterfeit", "link_ring_known_counterfeit"):
+        assert expected[name].fillna(0).gt(0).sum() > 20, name
+    assert (expected.nunique() > 1).sum() > 100
+    _assert_frames_equal(_sorted(expected), _sorted(table.toPandas()))
+
+
+def test_training_rows_are_the_same_on_spark(marketplace, spark):
+    expected, _ = build_training_table(marketplace)
+    keys = training_keys_spark(spark, marketplace)
+    table, _ = features_for_keys_spark(spark, marketplace, keys)
+    assert len(expected) > 50 and expected[AS_OF].nunique() > MAX_COMPONENT_TIMES
+    _assert_frames_equal(_sorted(expected), _sorted(table.toPandas()))
+
+
+def test_ring_features_under_a_small_cap(marketplace, spark):
+    con = open_histories(marketplace, duckdb_connection(), tables=("stores", "logins", "labels"))
+    links = login_links(con)
+    labels = con.execute("SELECT store_id, labeled_at, is_counterfeit FROM labels").df()
+    stores = con.execute("SELECT store_id FROM stores ORDER BY store_id").df()[KEY]
+    rows = pd.DataFrame({KEY: stores.astype(str), AS_OF: pd.Timestamp("2026-01-01")})
+    rows[AS_OF] = rows[AS_OF].astype("datetime64[us]")
+    expected, _ = add_link_features(rows, links, labels, neighbour_columns=[], max_ring_size=3)
+    got = link_features_spark(
+        spark.createDataFrame(rows), login_links_spark(spark), spark.table("labels"), (),
+        max_ring_size=3,
+    ).toPandas()  # fmt: skip
+    # Rings past the cap: the cap and no count, in both.
+    assert (expected["link_ring_size"] == 3).sum() > 10
+    assert expected["link_ring_known_counterfeit"].isna().sum() > 10
+    _assert_frames_equal(_sorted(expected), _sorted(got))
 
 
 def test_links_are_the_same_on_spark(marketplace, spark):
