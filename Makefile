@@ -24,6 +24,7 @@ demo: bootstrap ## Run the main job end to end on embedded defaults into $(DEMO_
 
 test: bootstrap ## Lint and run the full test suite.
 	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_system_deps.sh
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) pytest

@@ -1,5 +1,7 @@
 """Shared fixtures: a temporary MLflow store, small seeded team data, tiny scoring models.
 
+``postgres`` is a throwaway PostgreSQL 15 server for the session (``tests/postgres_server.py``).
+
 The "own data" generator makes a feature table whose label depends on the price ratio, an
 interaction no linear model can express, a category and link rings, so a tuned tree model
 has something real to beat both baselines on. ``tiny_scorer`` builds a small real scorer
@@ -103,6 +105,23 @@ def make_own_data(
     labels.to_parquet(out.labels, index=False)
     links.to_parquet(out.links, index=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL 15 on 127.0.0.1 for the session (``tests/postgres_server.py``).
+
+    Tests make their own databases (``postgres.create_database``). Missing binaries fail the
+    test with the reason: CI must run it, so it is never skipped.
+    """
+    from postgres_server import PostgresUnavailable, start
+
+    try:
+        server = start()
+    except PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -36,6 +39,27 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 def _quiet_mlflow() -> None:
     """Batch use: no per-file download progress bars from MLflow (a user's setting wins)."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Send whatever is written to stdout meanwhile to stderr, so ``--json`` is pure JSON.
+
+    MLflow writes "View run ... at: http://..." to stdout when tracking on a server, and
+    native libraries may write to file descriptor 1 directly: both Python's ``sys.stdout``
+    and descriptor 1 point at stderr until the block ends.
+    """
+    sys.stdout.flush()
+    saved_stream, saved_fd = sys.stdout, os.dup(1)
+    try:
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stdout = saved_stream
+        os.dup2(saved_fd, 1)
+        os.close(saved_fd)
 
 
 def _one_input(histories: Path | None, features: Path | None) -> None:
@@ -194,7 +218,9 @@ def train(
         n_jobs=n_jobs,
     )
     try:
-        result = run_training(request)
+        # stdout carries the result only (the JSON, or the model's URI).
+        with _stdout_to_stderr():
+            result = run_training(request)
     except _expected_errors() as exc:
         raise fail(str(exc)) from exc
     if as_json:

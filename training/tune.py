@@ -8,6 +8,21 @@ proposes parameters; a percentile pruner (``ProgressPruner``) stops trials whose
 validation PR-AUC lags the other trials' during boosting. Every trial is logged as a nested
 MLflow run under the training run.
 
+Several workers may share one study: ``spotcheck train --storage postgresql://...
+--study-name NAME --trials N`` on as many machines as wanted, with the same data and seed (the
+folds, hence the objective, depend on both). ``open_study`` makes that safe: the first
+worker's ``create_study`` wins (creation is one atomic insert in the database) and the others
+load the study on the duplicate error, and workers creating the storage's tables in a fresh
+database at once retry instead of failing. Only the worker that created the study enqueues
+the default parameters, so they are tried exactly once, and records its training run as the
+study's user attribute ``mlflow_parent_run_id``: every trial of the study, whichever worker
+ran it, is logged as a child of that run (tag ``mlflow.parentRunId``; a later ``--resume``
+run's trials too) and names the training run that ran it in ``spotcheck.training_run_id``. A
+worker that joins an existing study seeds its sampler from the seed and its own run, so
+workers do not propose the same parameters. Plain ``postgresql://`` URLs are read as
+``postgresql+psycopg2://``: the ``postgres`` extra installs psycopg2, while SQLAlchemy 2.1
+reads the plain scheme as psycopg 3.
+
 Pruning compares trials at equal boosting *progress* (rounds x learning rate), not at equal
 rounds: a trial with half the learning rate needs twice the rounds to get as far, and
 comparing rounds would prune the slow learners that often end best. The search space and
@@ -20,6 +35,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,14 +45,18 @@ import numpy as np
 import optuna
 import pandas as pd
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, ProgrammingError, SQLAlchemyError
 
 from features.byo import LABEL
 from features.spec import FeatureSpec
+from training import TrainingError
 from training.crossfit import Folds, cross_validate, cv_dataset
 from training.model import DEFAULT_MAX_DEPTH, METRIC, default_params, fixed_params
 
@@ -50,6 +70,16 @@ PRUNE_KEEP_PERCENTILE = 75.0
 PRUNE_STARTUP_TRIALS = 3
 PRUNE_WARMUP_STEPS = 10
 PRUNE_MIN_TRIALS = 3
+# The study's user attribute naming the training run its trials nest under (its creator's).
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+# Tag of a trial run naming the training run (worker) that ran it.
+WORKER_RUN_TAG = "spotcheck.training_run_id"
+# Attempts at opening a storage whose tables another worker is creating at the same moment.
+STORAGE_ATTEMPTS = 5
+
+
+class StudyStorageError(TrainingError):
+    """The Optuna storage cannot be opened (the message names it, password hidden)."""
 
 
 @dataclass(frozen=True)
@@ -220,16 +250,51 @@ class PruningReporter:
 
 
 class _TrialLogger:
-    """Logs each trial as a nested MLflow run (client API, so parallel trials are safe)."""
+    """Logs each trial as a nested MLflow run (client API, so parallel trials are safe).
 
-    def __init__(self, client: MlflowClient, experiment_id: str, parent_run_id: str) -> None:
-        self.client, self.experiment_id, self.parent = client, experiment_id, parent_run_id
+    The parent is the run that created the study (``PARENT_RUN_ATTR``), looked up when the
+    first trial ends: a worker that joined the study at the same moment as its creator may
+    load it before the creator has recorded its run. Until the attribute is there, or when
+    the tracking store does not know that run, the worker's own training run is the parent.
+    """
+
+    def __init__(
+        self, client: MlflowClient, experiment_id: str, run_id: str, study: optuna.Study
+    ) -> None:
+        self.client, self.experiment_id, self.study = client, experiment_id, study
+        self.run_id = run_id
+        self._parent: tuple[str, str] | None = None
+
+    def parent(self) -> tuple[str, str]:
+        """``(parent run id, its experiment id)`` the trial runs are logged under."""
+        if self._parent is not None:
+            return self._parent
+        parent_id = self.study.user_attrs.get(PARENT_RUN_ATTR)
+        if parent_id is None:
+            return self.run_id, self.experiment_id
+        if parent_id == self.run_id:
+            self._parent = (self.run_id, self.experiment_id)
+            return self._parent
+        try:
+            experiment_id = self.client.get_run(parent_id).info.experiment_id
+        except MlflowException:
+            # A study shared across tracking stores: its creator's run is not in this one.
+            self._parent = (self.run_id, self.experiment_id)
+        else:
+            self._parent = (parent_id, experiment_id)
+        return self._parent
 
     def log(self, trial: optuna.Trial, params: dict, state: str, value: float | None) -> None:
+        """Log one finished trial as a child run of ``parent()``."""
+        parent_id, experiment_id = self.parent()
         run = self.client.create_run(
-            self.experiment_id,
+            experiment_id,
             run_name=f"trial-{trial.number}",
-            tags={"mlflow.parentRunId": self.parent, "optuna.state": state},
+            tags={
+                "mlflow.parentRunId": parent_id,
+                "optuna.state": state,
+                WORKER_RUN_TAG: self.run_id,
+            },
         )
         now = int(time.time() * 1000)
         metrics = [Metric("cv_pr_auc", value, now, 0)] if value is not None else []
@@ -321,6 +386,88 @@ def _best(study: optuna.Study) -> optuna.trial.FrozenTrial | None:
     return max(complete, key=lambda t: t.value) if complete else None
 
 
+def storage_url(url: str) -> str:
+    """The SQLAlchemy URL Optuna opens: plain ``postgresql://`` means psycopg2.
+
+    SQLAlchemy 2.1 reads ``postgresql://`` as psycopg 3, which is not installed; the
+    ``postgres`` extra installs psycopg2. Any other URL is returned as it is.
+    """
+    scheme = "postgresql://"
+    return "postgresql+psycopg2://" + url[len(scheme) :] if url.startswith(scheme) else url
+
+
+def _shown(url: str) -> str:
+    """``url`` with its password hidden, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparsable storage URL>"
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """Open an Optuna RDB storage, creating its tables on first use.
+
+    Workers started together on a fresh database all create the tables at once; the losers
+    see a duplicate type or table (PostgreSQL) and retry, finding the tables made.
+
+    Raises:
+        StudyStorageError: The storage cannot be opened (the message names it and the cause).
+    """
+    url = storage_url(url)
+    for attempt in range(1, STORAGE_ATTEMPTS + 1):
+        try:
+            return optuna.storages.RDBStorage(url)
+        except (IntegrityError, ProgrammingError) as exc:
+            if attempt == STORAGE_ATTEMPTS:
+                raise _storage_error(url, exc) from exc
+            time.sleep(0.2 * attempt)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise _storage_error(url, exc) from exc
+    raise AssertionError("unreachable")
+
+
+def _storage_error(url: str, exc: BaseException) -> StudyStorageError:
+    cause = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+    return StudyStorageError(f"Optuna storage {_shown(url)} cannot be opened: {cause}")
+
+
+def open_study(config: TuneConfig, run_id: str) -> tuple[optuna.Study, bool]:
+    """Create the study, or load it when another worker or an earlier run created it.
+
+    Creation is one insert in the database, so exactly one of several workers starting at
+    once creates the study; it records ``run_id`` as the trials' parent run and enqueues the
+    default parameters (exactly once across workers). A worker that joins an existing study
+    seeds its sampler from ``config.seed`` and ``run_id``: with the same seed, TPE's random
+    start-up trials would repeat the other workers' parameters.
+
+    Args:
+        config: Study settings (storage URL, name, seed, pruning).
+        run_id: This worker's training run.
+
+    Returns:
+        The study and whether this call created it.
+    """
+    storage = open_storage(config.storage)
+    try:
+        optuna.create_study(study_name=config.study_name, storage=storage, direction="maximize")
+        created = True
+    except optuna.exceptions.DuplicatedStudyError:
+        created = False
+    seed = config.seed if created else zlib.crc32(f"{config.seed}:{run_id}".encode())
+    study = optuna.load_study(
+        study_name=config.study_name,
+        storage=storage,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=make_pruner(config.pruning),
+    )
+    if created:
+        study.set_user_attr(PARENT_RUN_ATTR, run_id)
+        # Start from a sensible point so even a tiny budget has a good candidate.
+        defaults = {k: v for k, v in default_params().items() if k != "bagging_freq"}
+        study.enqueue_trial(defaults)
+    return study, created
+
+
 def tune(
     frame: pd.DataFrame,
     folds: Folds,
@@ -341,34 +488,25 @@ def tune(
         config: Study settings.
         client: MLflow client for nested trial runs.
         experiment_id: MLflow experiment of the parent run.
-        parent_run_id: Training run the trials nest under.
+        parent_run_id: This training run: the trials nest under it when it creates the
+            study, else under the run that did (see the module docstring).
 
     Returns:
         Best parameters (the untuned defaults if no trial completed).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=config.study_name,
-        storage=config.storage,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=config.seed),
-        pruner=make_pruner(config.pruning),
-        load_if_exists=True,
-    )
-    before = len(study.trials)
-    if not study.trials:
-        # Start from a sensible point so even a tiny budget has a good candidate.
-        defaults = {k: v for k, v in default_params().items() if k != "bagging_freq"}
-        study.enqueue_trial(defaults)
-    logger = _TrialLogger(client, experiment_id, parent_run_id)
+    study, _ = open_study(config, parent_run_id)
+    logger = _TrialLogger(client, experiment_id, parent_run_id, study)
+    trials_run = 0
     if config.trials > 0:
-        _optimize(study, _objective(frame, folds, spec, levels, config, logger), config)
+        objective = _objective(frame, folds, spec, levels, config, logger)
+        trials_run = _optimize(study, objective, config)
     best = _best(study)
     params = {**default_params(), **(best.params if best else {})}
     return TuneResult(
         params=params,
         best_value=best.value if best else None,
-        trials_run=len(study.trials) - before,
+        trials_run=trials_run,
         trials_complete_total=len(
             study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
         ),
@@ -377,7 +515,11 @@ def tune(
     )
 
 
-def _optimize(study: optuna.Study, objective: Callable, config: TuneConfig) -> None:
+def _optimize(study: optuna.Study, objective: Callable, config: TuneConfig) -> int:
+    """Run ``config.trials`` trials (fewer at the timeout); returns how many this worker ran.
+
+    Counted here, not from the study's size: other workers may add trials meanwhile.
+    """
     started = time.monotonic()
     with _progress(config.num_threads) as progress:
         task = progress.add_task("tuning", total=config.trials, best="-", left="?")
@@ -403,3 +545,4 @@ def _optimize(study: optuna.Study, objective: Callable, config: TuneConfig) -> N
             n_jobs=config.n_jobs,
             callbacks=[on_trial],
         )
+        return int(progress.tasks[task].completed)
