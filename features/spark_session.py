@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-# Debian's OpenJDK 17 (``openjdk-17-jre-headless``): what Spark 4 is tested with here.
-DEBIAN_JAVA_17 = Path("/usr/lib/jvm/java-17-openjdk-amd64")
+# Debian's OpenJDK 17 (``openjdk-17-jre-headless``, one folder per architecture): what Spark
+# 4 is tested with here, whatever newer Java is the machine's default.
+DEBIAN_JAVA_17 = "/usr/lib/jvm/java-17-openjdk-*"
 
 
 def spark_session(master: str | None = None, shuffle_partitions: int | None = None) -> SparkSession:
@@ -29,8 +30,9 @@ def spark_session(master: str | None = None, shuffle_partitions: int | None = No
     """
     from pyspark.sql import SparkSession
 
-    if "JAVA_HOME" not in os.environ and DEBIAN_JAVA_17.is_dir():
-        os.environ["JAVA_HOME"] = str(DEBIAN_JAVA_17)
+    debian = sorted(Path("/").glob(DEBIAN_JAVA_17.lstrip("/")))
+    if "JAVA_HOME" not in os.environ and debian:
+        os.environ["JAVA_HOME"] = str(debian[0])
     master = master or os.environ.get("SPOTCHECK_SPARK_MASTER", "local[2]")
     partitions = shuffle_partitions or 4 * (os.cpu_count() or 2)
     session = (

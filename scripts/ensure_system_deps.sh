@@ -8,9 +8,9 @@ set -euo pipefail
 PG_BIN=/usr/lib/postgresql/15/bin
 
 java_17() {
-    command -v java >/dev/null 2>&1 || return 1
-    # `java -version` prints e.g. 'openjdk version "17.0.15" 2025-04-15' on stderr.
-    java -version 2>&1 | head -n 1 | grep -Eq 'version "17[."]'
+    # Debian's JDK 17 wherever PATH's java points: features/spark_session.py sets JAVA_HOME
+    # to it, so a newer default Java does not matter.
+    compgen -G "/usr/lib/jvm/java-17-openjdk-*/bin/java" >/dev/null
 }
 
 postgres_15() {
@@ -46,6 +46,6 @@ if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1
     tail -n 20 "$log" >&2
     fail "apt-get install ${missing[*]} failed"
 fi
-java_17 || fail "openjdk-17-jre-headless installed no Java 17 'java' on PATH"
+java_17 || fail "openjdk-17-jre-headless installed no /usr/lib/jvm/java-17-openjdk-*/bin/java"
 postgres_15 || fail "postgresql-15 installed no initdb/pg_ctl/postgres in $PG_BIN"
-echo "ensure_system_deps: $(java -version 2>&1 | head -n 1); $("$PG_BIN/postgres" --version)" >&2
+echo "ensure_system_deps: $(ls -d /usr/lib/jvm/java-17-openjdk-*); $("$PG_BIN/postgres" --version)" >&2
