@@ -122,3 +122,13 @@ def test_spark_refuses_a_table_without_a_model_feature(histories_model, snapshot
     assert dropped in result.stderr and "lacks 1 of the model's" in result.stderr
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
+
+
+def test_spark_takes_only_a_complete_feature_table(cli, tmp_path):
+    result = cli(
+        "score", "--features", tmp_path / "f.parquet", "--links", tmp_path / "l.parquet",
+        "--model", "models:/m/1", "--out", tmp_path / "s.parquet", "--engine", "spark",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--engine spark scores a complete feature table" in result.stderr
+    assert not list(tmp_path.iterdir())
