@@ -97,6 +97,21 @@ def score(
     mitigating: Annotated[
         int, typer.Option(min=0, help="Mitigating (risk-lowering) reasons per store at most.")
     ] = MITIGATING_REASONS,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="local (in this process) or spark: --features is then a complete Parquet "
+            "feature table (file or directory) and --out a Parquet directory."
+        ),
+    ] = "local",
+    spark_master: Annotated[
+        str | None,
+        typer.Option(
+            help="Spark master with --engine spark [default: $SPOTCHECK_SPARK_MASTER or "
+            "local[N], N the cores available].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Score every store: score, rank, base value and its reasons both ways.
 
@@ -106,6 +121,18 @@ def score(
     among genuine stores and the store's percentile among them.
     """
     _check_sources(histories, features, links, labels)
+    if engine not in ("local", "spark"):
+        raise typer.BadParameter(f"{engine!r}: use local or spark", param_hint="--engine")
+    if engine == "spark":
+        if features is None or links is not None or labels is not None:
+            raise typer.BadParameter(
+                "--engine spark scores a complete feature table: give --features only "
+                "(no --histories, --links or --labels)"
+            )
+        _score_on_spark(model, features, out, spark_master, reasons, mitigating, top)
+        return
+    if spark_master is not None:
+        raise typer.BadParameter("goes with --engine spark", param_hint="--spark-master")
     if out.suffix.lower() not in (".parquet", ".csv"):
         raise typer.BadParameter(f"{str(out)!r}: use a .parquet or .csv file", param_hint="--out")
     # Batch use: no per-file download progress bars from MLflow (a user's setting wins).
@@ -132,6 +159,54 @@ def score(
         raise fail(str(exc)) from exc
     typer.echo(f"scored {len(scored)} stores with {model} -> {path}", err=True)
     _print_queue_head(scored, top)
+
+
+def _score_on_spark(
+    model: str,
+    features: Path,
+    out: Path,
+    master: str | None,
+    reasons: int,
+    mitigating: int,
+    top: int,
+) -> None:
+    """``spotcheck score --engine spark``: ``serving.spark_scoring`` in a session of its own."""
+    if out.suffix.lower() == ".csv":
+        raise typer.BadParameter(
+            f"{str(out)!r}: Spark writes a Parquet directory, not CSV", param_hint="--out"
+        )
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import time
+
+    from mlflow.exceptions import MlflowException
+
+    from features import FeaturesError
+    from features.spark_session import spark_session
+    from features.tracking import connect
+    from serving import ServingError, batch, spark_scoring
+
+    try:
+        connect()
+        loaded = batch.load_model(model)
+        started = time.perf_counter()
+        spark = spark_session(master)
+        spark.sparkContext.setLogLevel("ERROR")
+        ready = time.perf_counter()
+        try:
+            result = spark_scoring.score_table_on_spark(
+                spark, loaded, model, features, out, reasons, mitigating, top
+            )
+            done = time.perf_counter()
+        finally:
+            spark.stop()
+    except (FeaturesError, ServingError, MlflowException) as exc:
+        raise fail(str(exc)) from exc
+    typer.echo(
+        f"scored {result.rows} stores with {model} on Spark -> {result.path} "
+        f"(session {ready - started:.1f} s, scoring {done - ready:.1f} s)",
+        err=True,
+    )
+    _print_queue_head(result.head, top)
 
 
 @app.command()

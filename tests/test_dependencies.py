@@ -53,11 +53,11 @@ def test_each_package_imports_only_what_it_declares():
     base = _names(project["dependencies"])
     extras = {name: _names(reqs) for name, reqs in project["optional-dependencies"].items()}
     allowed = {
-        # The Spark engine (features.store.spark_engine, features.links.spark) imports
-        # pyspark lazily: the spark extra.
+        # pyspark (the spark extra), lazily: the Spark session, the Spark feature engine
+        # (features.store.spark_engine, features.links.spark) and Spark scoring.
         "features": base | extras["spark"],
         "spotcheck": base,
-        "serving": base | extras["serving"],
+        "serving": base | extras["serving"] | extras["spark"],
         "training": base | extras["training"],
         # The backtest trains and queues: it needs both extras.
         "loop": base | extras["training"] | extras["serving"],
