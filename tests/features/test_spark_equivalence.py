@@ -52,6 +52,7 @@ def spark(marketplace):
     session = spark_session("local[2]")
     open_histories_spark(session, marketplace)
     yield session
+    session.stop()
 
 
 def _assert_frames_equal(expected: pd.DataFrame, got: pd.DataFrame) -> None:
