@@ -42,6 +42,21 @@ def find_table_source(directory: Path, table: str) -> Path | None:
     return None
 
 
+def missing_table(directory: Path, table: str) -> HistoriesError:
+    """The error for a contract table absent from a histories directory."""
+    return HistoriesError(
+        f"table {table!r}: missing; expected {table}.parquet, {table}.csv or a "
+        f"folder {table}/ of Parquet files in {str(directory)!r}"
+    )
+
+
+def missing_columns(table: str, source: Path, missing: list[str]) -> HistoriesError:
+    """The error for contract columns absent from a table's file."""
+    return HistoriesError(
+        f"table {table!r} ({source.name}): missing column(s) {', '.join(missing)}"
+    )
+
+
 def scan_sql(source: Path) -> str:
     """SQL table function that scans ``source`` (Parquet file, Parquet folder or CSV)."""
     path = str(source).replace("'", "''")
@@ -121,17 +136,12 @@ def open_histories(
         table = CONTRACT[name]
         source = find_table_source(directory, name)
         if source is None:
-            raise HistoriesError(
-                f"table {name!r}: missing; expected {name}.parquet, {name}.csv or a "
-                f"folder {name}/ of Parquet files in {str(directory)!r}"
-            )
+            raise missing_table(directory, name)
         con.execute(f"CREATE OR REPLACE VIEW raw_{name} AS SELECT * FROM {scan_sql(source)}")
         present = {row[0]: row[1] for row in con.execute(f"DESCRIBE raw_{name}").fetchall()}
         missing = [c for c in table.column_names if c not in present]
         if missing:
-            raise HistoriesError(
-                f"table {name!r} ({source.name}): missing column(s) {', '.join(missing)}"
-            )
+            raise missing_columns(name, source, missing)
         con.execute(
             f"CREATE OR REPLACE VIEW {name} AS {typed_select_sql(table, f'raw_{name}', present)}"
         )

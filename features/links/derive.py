@@ -109,6 +109,26 @@ def _login_links_sql(caps: dict[str, int]) -> str:
         FROM positions
         WHERE unlinked_at IS NULL OR firsts[p.j].first_at < unlinked_at
     ),
+    {merge_intervals_sql("'infinity'::TIMESTAMP", "SEMI JOIN")}
+    SELECT store_id, linked_store_id, kind, linked_at, unlinked_at FROM (
+        SELECT s1 AS store_id, s2 AS linked_store_id, kind, linked_at, unlinked_at FROM merged
+        UNION ALL
+        SELECT s2, s1, kind, linked_at, unlinked_at FROM merged
+    ) ORDER BY store_id, linked_store_id, kind, linked_at
+    """
+
+
+def merge_intervals_sql(far_future: str, semi_join: str) -> str:
+    """CTEs ``grouped`` to ``merged``: each pair's intervals of one kind merged into islands.
+
+    Shared by the DuckDB and Spark derivations; reads a CTE ``pairs(s1, s2, kind, linked_at,
+    unlinked_at)`` (unlinked_at null: open).
+
+    Args:
+        far_future: A timestamp literal later than any event (an open interval's end).
+        semi_join: The dialect's semi-join keywords.
+    """
+    return f"""
     -- A pair's intervals (linked_at, unlinked_at] over resources of one kind, merged. With
     -- one interval, or only open ones, the merge is a plain aggregate.
     grouped AS (
@@ -123,12 +143,13 @@ def _login_links_sql(caps: dict[str, int]) -> str:
     ),
     -- Otherwise a new island starts when an interval begins after all earlier ones ended.
     flagged AS (
-        SELECT p.*, CASE WHEN p.linked_at <= max(coalesce(p.unlinked_at, 'infinity'::TIMESTAMP))
+        SELECT p.*, CASE WHEN p.linked_at <= max(coalesce(p.unlinked_at, {far_future}))
                          OVER (PARTITION BY p.s1, p.s2, p.kind
                                ORDER BY p.linked_at, p.unlinked_at
                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
                          THEN 0 ELSE 1 END AS starts_island
-        FROM pairs p SEMI JOIN (SELECT s1, s2, kind FROM grouped WHERE n > 1 AND NOT all_open) g
+        FROM pairs p {semi_join}
+             (SELECT s1, s2, kind FROM grouped WHERE n > 1 AND NOT all_open) g
              ON p.s1 = g.s1 AND p.s2 = g.s2 AND p.kind = g.kind
     ),
     islands AS (
@@ -140,13 +161,9 @@ def _login_links_sql(caps: dict[str, int]) -> str:
     merged AS (
         SELECT * FROM simple
         UNION ALL
-        SELECT s1, s2, kind, min(linked_at),
-               CASE WHEN bool_or(unlinked_at IS NULL) THEN NULL ELSE max(unlinked_at) END
+        SELECT s1, s2, kind, min(linked_at) AS linked_at,
+               CASE WHEN bool_or(unlinked_at IS NULL) THEN NULL
+                    ELSE max(unlinked_at) END AS unlinked_at
         FROM islands GROUP BY s1, s2, kind, island
     )
-    SELECT store_id, linked_store_id, kind, linked_at, unlinked_at FROM (
-        SELECT s1 AS store_id, s2 AS linked_store_id, kind, linked_at, unlinked_at FROM merged
-        UNION ALL
-        SELECT s2, s1, kind, linked_at, unlinked_at FROM merged
-    ) ORDER BY store_id, linked_store_id, kind, linked_at
     """

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from features.links.derive import LINK_KINDS, resolve_caps
+from features.links.derive import LINK_KINDS, merge_intervals_sql, resolve_caps
 from features.links.rings import DEFAULT_MAX_RING_SIZE
 from features.links.spec import LINK_PREFIX
 from features.spec import AS_OF, KEY
@@ -85,42 +85,7 @@ def login_links_sql(caps: dict[str, int]) -> str:
           ON a.kind = b.kind AND a.resource = b.resource AND a.pos < b.pos
         WHERE a.unlinked_at IS NULL OR b.first_at < a.unlinked_at
     ),
-    -- A pair's intervals (linked_at, unlinked_at] over resources of one kind, merged.
-    grouped AS (
-        SELECT s1, s2, kind, count(*) AS n, bool_and(unlinked_at IS NULL) AS all_open,
-               min(linked_at) AS linked_at,
-               CASE WHEN bool_or(unlinked_at IS NULL) THEN NULL
-                    ELSE max(unlinked_at) END AS unlinked_at
-        FROM pairs GROUP BY s1, s2, kind
-    ),
-    simple AS (
-        SELECT s1, s2, kind, linked_at, unlinked_at FROM grouped WHERE n = 1 OR all_open
-    ),
-    -- Otherwise a new island starts when an interval begins after all earlier ones ended.
-    flagged AS (
-        SELECT p.*, CASE WHEN p.linked_at <= max(coalesce(p.unlinked_at, {_FAR_FUTURE}))
-                         OVER (PARTITION BY p.s1, p.s2, p.kind
-                               ORDER BY p.linked_at, p.unlinked_at
-                               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-                         THEN 0 ELSE 1 END AS starts_island
-        FROM pairs p LEFT SEMI JOIN
-             (SELECT s1, s2, kind FROM grouped WHERE n > 1 AND NOT all_open) g
-             ON p.s1 = g.s1 AND p.s2 = g.s2 AND p.kind = g.kind
-    ),
-    islands AS (
-        SELECT *, sum(starts_island) OVER (PARTITION BY s1, s2, kind
-                                          ORDER BY linked_at, unlinked_at
-                                          ROWS UNBOUNDED PRECEDING) AS island
-        FROM flagged
-    ),
-    merged AS (
-        SELECT * FROM simple
-        UNION ALL
-        SELECT s1, s2, kind, min(linked_at) AS linked_at,
-               CASE WHEN bool_or(unlinked_at IS NULL) THEN NULL
-                    ELSE max(unlinked_at) END AS unlinked_at
-        FROM islands GROUP BY s1, s2, kind, island
-    )
+    {merge_intervals_sql(_FAR_FUTURE, "LEFT SEMI JOIN")}
     SELECT s1 AS store_id, s2 AS linked_store_id, kind, linked_at, unlinked_at FROM merged
     UNION ALL
     SELECT s2, s1, kind, linked_at, unlinked_at FROM merged

@@ -22,7 +22,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from features.contract.histories import HistoriesError, find_table_source
+from features.contract.histories import (
+    HistoriesError,
+    find_table_source,
+    missing_columns,
+    missing_table,
+)
 from features.contract.tables import CONTRACT
 from features.spec import AS_OF, KEY
 from features.store.catalogue import (
@@ -70,19 +75,14 @@ def open_histories_spark(
         table = CONTRACT[name]
         source = find_table_source(directory, name)
         if source is None:
-            raise HistoriesError(
-                f"table {name!r}: missing; expected {name}.parquet, {name}.csv or a "
-                f"folder {name}/ of Parquet files in {str(directory)!r}"
-            )
+            raise missing_table(directory, name)
         if source.suffix == ".csv":
             raw = spark.read.option("header", True).csv(str(source))
         else:
             raw = spark.read.parquet(str(source))
         missing = [c for c in table.column_names if c not in raw.columns]
         if missing:
-            raise HistoriesError(
-                f"table {name!r} ({source.name}): missing column(s) {', '.join(missing)}"
-            )
+            raise missing_columns(name, source, missing)
         raw.createOrReplaceTempView(f"raw_{name}")
         casts = ", ".join(
             f"CAST(`{c.name}` AS {SPARK_TYPES[c.kind]}) AS {c.name}" for c in table.columns
