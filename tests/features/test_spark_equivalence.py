@@ -1,11 +1,11 @@
 """Spark (``local[2]``) against DuckDB, the reference: the same features, links and rings.
 
-A small synthetic marketplace: the whole feature table (store and link-graph features) at two
-as-of times, one through ``spotcheck features --engine spark``, and the training rows (one
-per label at its own time: rings by search instead of components), every value compared;
-the links derived in Spark SQL compared row by row; ring features under a small cap; the
-distributed connected components compared with SciPy's on the links and on graphs built to
-be hard for them (a long chain, a star, random sparse graphs).
+A small synthetic marketplace: the whole feature table (store and link-graph features) for
+every store at two as-of times, and the training rows (one per label at its own time: rings
+by search instead of components) through ``spotcheck features --engine spark``, every value
+compared; ring features under a small cap; the links derived in Spark SQL compared row by
+row; the distributed connected components compared with SciPy's on graphs built to be hard
+for them (a long chain numbered from the middle, a random sparse graph).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components as scipy_components
 
-from features.build import build_feature_table, build_training_table, spec_path
+from features.build import build_training_table, features_for_keys, open_store_keys, spec_path
 from features.contract.histories import open_histories
 from features.links import add_link_features
 from features.links.derive import login_links
@@ -27,11 +27,7 @@ from features.links.spark import (
     login_links_spark,
 )
 from features.settings import duckdb_connection
-from features.spark_build import (
-    build_feature_table_spark,
-    features_for_keys_spark,
-    training_keys_spark,
-)
+from features.spark_build import features_for_keys_spark
 from features.spark_session import spark_session
 from features.spec import AS_OF, KEY, FeatureSpec
 from features.store.spark_engine import open_histories_spark
@@ -79,34 +75,33 @@ def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{AS_OF: frame[AS_OF].astype("datetime64[us]")})
 
 
-def test_the_feature_table_is_the_same_through_the_cli(marketplace, tmp_path, cli):
-    out = tmp_path / "features"
-    result = cli("features", "--engine", "spark", "--histories", marketplace, "--out", out,
-                 "--as-of", "2025-06-01T00:00:00")  # fmt: skip
+def test_training_rows_are_the_same_through_the_cli(marketplace, tmp_path, cli):
+    out = tmp_path / "training"
+    result = cli("features", "--engine", "spark", "--training", "--histories", marketplace,
+                 "--out", out)  # fmt: skip
     assert result.exit_code == 0, result.output
-    got = pd.read_parquet(out)
     assert spec_path(out).is_file() and len(list(out.glob("*.parquet"))) >= 1
-    expected, spec = build_feature_table(marketplace, "2025-06-01T00:00:00")
+    expected, spec = build_training_table(marketplace)
     assert FeatureSpec.from_json(spec_path(out).read_text()).hash == spec.hash
-    _assert_frames_equal(_sorted(expected), _sorted(got))
+    # One as-of time per label: the rings come from the search, not components.
+    assert len(expected) > 50 and expected[AS_OF].nunique() > MAX_COMPONENT_TIMES
+    _assert_frames_equal(_sorted(expected), _sorted(pd.read_parquet(out)))
 
 
-def test_the_feature_table_is_the_same_on_spark(marketplace, spark):
-    expected, spec = build_feature_table(marketplace, "2026-03-15T12:00:00")
-    table, spark_spec = build_feature_table_spark(spark, marketplace, "2026-03-15T12:00:00")
+def test_the_feature_table_at_two_times_is_the_same_on_spark(marketplace, spark):
+    con = open_histories(marketplace, duckdb_connection(), tables=("stores",))
+    times = [pd.Timestamp("2025-06-01"), pd.Timestamp("2026-03-15 12:00:00")]
+    keys = pd.concat([
+        open_store_keys(con, when) for when in times
+    ]).sort_values([KEY, AS_OF], ignore_index=True)  # fmt: skip
+    expected, spec = features_for_keys(marketplace, keys)
+    table, spark_spec = features_for_keys_spark(spark, marketplace, spark.createDataFrame(keys))
     assert spark_spec.hash == spec.hash
+    assert expected[AS_OF].nunique() == 2
     # The link features are not all zero: rings, known counterfeit neighbours, aggregates.
     for name in ("link_ring_size", "link_known_counterfeit", "link_ring_known_counterfeit"):
         assert expected[name].fillna(0).gt(0).sum() > 20, name
     assert (expected.nunique() > 1).sum() > 100
-    _assert_frames_equal(_sorted(expected), _sorted(table.toPandas()))
-
-
-def test_training_rows_are_the_same_on_spark(marketplace, spark):
-    expected, _ = build_training_table(marketplace)
-    keys = training_keys_spark(spark, marketplace)
-    table, _ = features_for_keys_spark(spark, marketplace, keys)
-    assert len(expected) > 50 and expected[AS_OF].nunique() > MAX_COMPONENT_TIMES
     _assert_frames_equal(_sorted(expected), _sorted(table.toPandas()))
 
 
@@ -151,28 +146,25 @@ def _scipy_components(edges: pd.DataFrame) -> pd.DataFrame:
     return frame[["vertex", "component"]]
 
 
-def _graphs(spark) -> dict[str, pd.DataFrame]:
+def _graphs() -> dict[str, pd.DataFrame]:
     rng = np.random.default_rng(0)
     chain = np.arange(400)
     sparse = rng.integers(0, 3000, size=(2000, 2))
-    links = login_links_spark(spark).select("store_id", "linked_store_id").toPandas()
+    order = np.r_[chain[::2], chain[1::2]]
     return {
-        "links": links.set_axis(["src", "dst"], axis=1),
         # A path numbered so the smallest vertex is in the middle: the slowest shape for
         # label propagation, log rounds for the star operations.
-        "chain": pd.DataFrame(
-            {"src": np.r_[chain[::2], chain[1::2]][:-1], "dst": np.r_[chain[::2], chain[1::2]][1:]}
-        ),  # fmt: skip
-        "star": pd.DataFrame({"src": 7, "dst": np.arange(100)}),
+        "chain": pd.DataFrame({"src": order[:-1], "dst": order[1:]}),
+        # Many components of many shapes, self-loops and repeated edges among them.
         "random": pd.DataFrame({"src": sparse[:, 0], "dst": sparse[:, 1]}),
     }
 
 
 def test_connected_components_match_scipy(spark):
-    for name, edges in _graphs(spark).items():
+    for name, edges in _graphs().items():
         expected = _scipy_components(edges).sort_values("vertex").reset_index(drop=True)
         got = connected_components(spark.createDataFrame(edges)).toPandas()
         got = got.sort_values("vertex").reset_index(drop=True)
         assert got["vertex"].tolist() == expected["vertex"].tolist(), name
         assert got["component"].tolist() == expected["component"].tolist(), name
-        assert expected["component"].nunique() > (1 if name in ("links", "random") else 0)
+        assert expected["component"].nunique() == (1 if name == "chain" else 296), name

@@ -86,7 +86,8 @@ def test_train_json_is_pure_json_with_a_postgres_backed_tracking_server(
     # MLflow did print its run links (to stdout); they went to stderr.
     assert "View run" in result.stderr and uri in result.stderr
 
-    client = MlflowClient(uri)
+    # Both URIs: an earlier test in this process may have set a global registry URI.
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     run = client.get_run(summary["run_id"])
     assert run.info.status == "FINISHED"
     challenger = client.get_model_version_by_alias("t-server", "challenger")
